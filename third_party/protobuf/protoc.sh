@@ -1,0 +1,3 @@
+#!/bin/sh
+# Debian's protoc; it finds the well-known types under /usr/include by itself.
+exec /usr/bin/protoc "$@"
