@@ -95,6 +95,10 @@ class IoWatcher : private internal::Event {
   void set_events(uint32_t events);  // REQUIRES: stopped
   void set_priority(int priority);   // REQUIRES: not active; clamped to the loop's range
   void set_callback(Callback cb) { cb_ = std::move(cb); }
+  // Whether this watcher, while started, keeps Run() from returning kNoEvents
+  // (default true; false for plumbing such as a wake-up fd, like libev's ev_unref).
+  // REQUIRES: stopped.
+  void set_keeps_loop_alive(bool keep) { counts_as_pending_ = keep; }
 
   int fd() const { return fd_; }
   uint32_t events() const { return events_; }

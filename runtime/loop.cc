@@ -176,7 +176,8 @@ void Loop::AttachToCurrentThread() {
 void Loop::UpdateTime() { now_ns_ = internal::MonotonicNanos(); }
 
 bool Loop::HasEvents() const {
-  return pending_ > 0 || timers_->size() > 0 || active_count_ > 0 || !deferred_.empty();
+  return pending_ > 0 || timers_->size() > 0 || active_count_ > 0 || !deferred_.empty() ||
+         (hooks_ != nullptr && hooks_->HasWork());
 }
 
 absl::StatusOr<RunResult> Loop::Run() { return RunImpl(false, false); }
@@ -204,6 +205,8 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
     } else if (const int64_t next = timers_->NextDeadline(); next >= 0) {
       timeout_ns = std::max<int64_t>(0, next - now_ns_);
     }
+    if (hooks_ != nullptr && hooks_->BeforePoll(timeout_ns != 0)) timeout_ns = 0;
+    if (timeout_ns != 0) ++stats_.sleeps;
     stats_.backend_changes += fds_->Flush();
     absl::Status s =
         backend_->Poll(timeout_ns, [this](int fd, uint32_t bits) { DispatchIo(fd, bits); });
@@ -212,6 +215,7 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
       break;
     }
     UpdateTime();
+    if (hooks_ != nullptr) hooks_->AfterPoll();
     ExpireTimeouts();
     ++stats_.iterations;
     ProcessActive();
@@ -441,7 +445,7 @@ absl::Status Loop::AddSignal(SignalWatcher* w) {
     }
     auto io = std::make_unique<IoWatcher>(*this, fd, kRead, [this](uint32_t) { DrainSignals(); },
                                           IoOptions{.priority = 0});
-    io->counts_as_pending_ = false;
+    io->set_keeps_loop_alive(false);
     absl::Status s = io->Start();
     if (!s.ok()) {
       internal::SignalHub::ReleaseSlot(*slot);

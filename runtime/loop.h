@@ -57,6 +57,24 @@ class SignalHub;
 
 enum class BackendKind { kEpoll, kPoll, kSelect };
 
+// Lets a component that feeds the loop from other threads (the shard's mailbox) take
+// part in every iteration. Runs on the loop's thread.
+class LoopHooks {
+ public:
+  virtual ~LoopHooks() = default;
+  // Called before every backend wait. `may_block` says the loop is about to block
+  // (nothing active, no timer due). Return true when work is already waiting: the
+  // loop then polls without blocking. An implementation typically publishes what it
+  // sent this iteration here, and, when `may_block`, announces "asleep" and
+  // re-checks its queues.
+  virtual bool BeforePoll(bool may_block) = 0;
+  // Called after every backend wait, before timers and callbacks run: drain inbound
+  // work here.
+  virtual void AfterPoll() = 0;
+  // True when the hooks hold work that should keep Run() from returning kNoEvents.
+  virtual bool HasWork() const = 0;
+};
+
 // "epoll", "poll" or "select".
 std::string_view BackendName(BackendKind kind);
 
@@ -161,11 +179,15 @@ class Loop {
   void AttachToCurrentThread();
   bool IsOwnerThread() const { return std::this_thread::get_id() == owner_; }
 
+  // Installs (or, with nullptr, removes) the iteration hooks. Not owned; one set.
+  void SetHooks(LoopHooks* hooks) { hooks_ = hooks; }
+
   // Counts, for observability and tests.
   struct Stats {
     uint64_t iterations = 0;
     uint64_t callbacks = 0;
     uint64_t backend_changes = 0;  // kernel registration changes (epoll_ctl calls etc.)
+    uint64_t sleeps = 0;           // backend waits that could block
   };
   const Stats& stats() const { return stats_; }
 
@@ -248,6 +270,7 @@ class Loop {
   std::unique_ptr<IoWatcher> signal_io_;
   std::vector<std::vector<SignalWatcher*>> signal_watchers_;  // by signal number
 
+  LoopHooks* hooks_ = nullptr;
   Stats stats_;
 };
 

@@ -1,0 +1,238 @@
+#include "runtime/runtime.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/internal/clock.h"
+#include "runtime/timer.h"
+
+namespace evactor {
+
+namespace {
+thread_local Shard* t_current_shard = nullptr;
+}  // namespace
+
+Shard* Shard::Current() { return t_current_shard; }
+
+// The shard's part in every loop iteration: publish the wake-ups for what it sent,
+// then let its own mailbox decide whether the loop may block.
+class Shard::Hooks final : public LoopHooks {
+ public:
+  explicit Hooks(Shard* shard) : shard_(shard) {}
+  bool BeforePoll(bool may_block) override {
+    shard_->FlushWakeups();
+    // A shutdown step changed what the loop waits for (a new timer, or the exit):
+    // poll without blocking so the next iteration sees it.
+    if (shard_->CheckShutdown()) return true;
+    return shard_->mailbox_->BeforePoll(may_block);
+  }
+  void AfterPoll() override { shard_->mailbox_->AfterPoll(); }
+  bool HasWork() const override { return shard_->mailbox_->HasWork(); }
+
+ private:
+  Shard* shard_;
+};
+
+Shard::Shard(Runtime* runtime, int id) : runtime_(runtime), id_(id) {}
+Shard::~Shard() = default;
+
+void Shard::MarkSent(int target) {
+  if (!sent_flag_[target]) {
+    sent_flag_[target] = 1;
+    sent_to_.push_back(target);
+  }
+}
+
+void Shard::FlushWakeups() {
+  for (int target : sent_to_) {
+    sent_flag_[target] = 0;
+    runtime_->shards_[target]->mailbox_->WakeIfSleeping();
+  }
+  sent_to_.clear();
+}
+
+bool Shard::CheckShutdown() {
+  if (finishing_) return true;
+  const int phase = runtime_->phase_.load(std::memory_order_acquire);
+  if (phase == Runtime::kRunning) return false;
+  if (phase == Runtime::kDraining) {
+    if (id_ == 0 && shutdown_timer_ == nullptr) {
+      // Shard 0 watches for quiescence, once a millisecond.
+      shutdown_timer_ = std::make_unique<Timer>(*loop_, [this](uint32_t) {
+        if (runtime_->Quiescent() ||
+            internal::MonotonicNanos() > runtime_->drain_deadline_ns_.load()) {
+          runtime_->phase_.store(Runtime::kClosing, std::memory_order_release);
+          for (auto& s : runtime_->shards_) {
+            if (s->mailbox_ != nullptr) s->mailbox_->WakeIfSleeping();
+          }
+        }
+      });
+      shutdown_timer_->StartPeriodic(absl::Milliseconds(1));
+      return true;
+    }
+    return false;
+  }
+  Finish();
+  return true;
+}
+
+void Shard::Finish() {
+  finishing_ = true;
+  shutdown_timer_.reset();
+  mailbox_->Close();
+  // What was published before the close runs; sends after it fail at the sender.
+  mailbox_->DrainAll();
+  FlushWakeups();
+  for (auto& fn : on_stop_) fn();
+  on_stop_.clear();
+  loop_->Exit();
+}
+
+void Shard::ThreadMain(std::atomic<int>* ready, absl::Status* error) {
+  t_current_shard = this;
+  LoopOptions lo = runtime_->options_.loop;
+  lo.run_forever = true;
+  absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(lo);
+  absl::StatusOr<std::unique_ptr<Mailbox>> box =
+      loop.ok() ? Mailbox::Create(**loop, runtime_->size(), runtime_->options_.mailbox)
+                : absl::StatusOr<std::unique_ptr<Mailbox>>(loop.status());
+  if (!box.ok()) {
+    *error = box.status();
+    ready->fetch_add(1);
+    return;
+  }
+  loop_ = *std::move(loop);
+  mailbox_ = *std::move(box);
+  hooks_ = std::make_unique<Hooks>(this);
+  loop_->SetHooks(hooks_.get());
+  sent_flag_.assign(runtime_->size(), 0);
+  ready->fetch_add(1);
+  // Wait until every shard is up so that SubmitTo never sees a missing mailbox.
+  while (ready->load() < runtime_->size()) std::this_thread::yield();
+
+  absl::StatusOr<RunResult> r = loop_->Run();
+  if (!r.ok()) {
+    fprintf(stderr, "evactor: shard %d loop failed: %s\n", id_,
+            std::string(r.status().message()).c_str());
+  }
+  if (!finishing_) Finish();
+  loop_->SetHooks(nullptr);
+  t_current_shard = nullptr;
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options) {
+  int n = options.shards;
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n <= 0) n = 1;
+  if (n > 1024) return absl::InvalidArgumentError("at most 1024 shards");
+  std::unique_ptr<Runtime> rt(new Runtime());
+  rt->options_ = options;
+  for (int i = 0; i < n; ++i) rt->shards_.push_back(std::unique_ptr<Shard>(new Shard(rt.get(), i)));
+  // Both live in the Runtime: shard threads may still read `started_` after we
+  // return.
+  rt->start_errors_.resize(n);
+  for (int i = 0; i < n; ++i) {
+    rt->shards_[i]->thread_ = std::thread(&Shard::ThreadMain, rt->shards_[i].get(),
+                                          &rt->started_, &rt->start_errors_[i]);
+  }
+  while (rt->started_.load() < n) std::this_thread::yield();
+  for (int i = 0; i < n; ++i) {
+    if (!rt->start_errors_[i].ok()) {
+      absl::Status error = rt->start_errors_[i];
+      rt->Shutdown();
+      rt->Wait().IgnoreError();
+      return error;
+    }
+  }
+  return rt;
+}
+
+Runtime::~Runtime() {
+  Shutdown();
+  Wait().IgnoreError();
+}
+
+absl::Status Runtime::TrySubmitTo(int target, Message& fn) {
+  if (target < 0 || target >= size()) {
+    return absl::InvalidArgumentError(absl::StrCat("no shard ", target, " (", size(), " shards)"));
+  }
+  Shard* from = Shard::Current();
+  Mailbox& box = *shards_[target]->mailbox_;
+  if (from != nullptr && &from->runtime() == this) {
+    absl::Status s = box.Send(from->id(), fn);
+    if (s.ok()) from->MarkSent(target);
+    return s;
+  }
+  if (stopping()) {
+    return absl::FailedPreconditionError("the runtime is shutting down");
+  }
+  return box.SendForeign(fn);
+}
+
+absl::Status Runtime::SubmitTo(int target, Message fn) { return TrySubmitTo(target, fn); }
+
+absl::Status Runtime::ForEachShard(std::function<void(Shard&)> fn) {
+  absl::Status first;
+  for (int i = 0; i < size(); ++i) {
+    Shard* s = shards_[i].get();
+    absl::Status st = SubmitTo(i, [fn, s] { fn(*s); });
+    if (!st.ok() && first.ok()) first = st;
+  }
+  return first;
+}
+
+void Runtime::Shutdown() {
+  int expected = kRunning;
+  if (!phase_.compare_exchange_strong(expected, kDraining, std::memory_order_acq_rel)) return;
+  drain_deadline_ns_.store(internal::MonotonicNanos() +
+                           absl::ToInt64Nanoseconds(options_.shutdown_grace));
+  for (auto& s : shards_) {
+    if (s->mailbox_ != nullptr) s->mailbox_->WakeIfSleeping();
+  }
+}
+
+bool Runtime::Quiescent() {
+  uint64_t published = 0;
+  uint64_t consumed = 0;
+  for (auto& s : shards_) {
+    if (s->mailbox_ != nullptr) published += s->mailbox_->published();
+  }
+  for (auto& s : shards_) {
+    if (s->mailbox_ != nullptr) consumed += s->mailbox_->consumed();
+  }
+  // Consumed counts are read after published ones and only grow: equality means
+  // everything published by the first look has finished running. Seeing the same
+  // total twice means nothing new was published in between.
+  const bool idle = consumed == published && published == last_published_;
+  last_published_ = published;
+  return idle;
+}
+
+absl::Status Runtime::Wait() {
+  Shard* cur = Shard::Current();
+  if (cur != nullptr && &cur->runtime() == this) {
+    return absl::FailedPreconditionError("Runtime::Wait called on one of its own shards");
+  }
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (joined_) return absl::OkStatus();
+  for (auto& s : shards_) {
+    if (s->thread_.joinable()) s->thread_.join();
+  }
+  // Messages published after a shard's final drain: destroyed, never run elsewhere.
+  uint64_t dropped = 0;
+  for (auto& s : shards_) {
+    if (s->mailbox_ != nullptr) dropped += s->mailbox_->DiscardAll();
+  }
+  dropped_.fetch_add(dropped, std::memory_order_relaxed);
+  // Loops and mailboxes die on this thread now that their own threads are gone.
+  for (auto& s : shards_) {
+    if (s->loop_ != nullptr) s->loop_->AttachToCurrentThread();
+    s->hooks_.reset();
+    s->mailbox_.reset();
+    s->loop_.reset();
+  }
+  joined_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace evactor

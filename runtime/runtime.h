@@ -1,0 +1,157 @@
+// evactor::Runtime and evactor::Shard — N threads, each owning one Loop (a shard),
+// that share nothing and talk only through lock-free mailboxes (the model Steven
+// Grimm built memcached's threads on, made safe by construction).
+//
+//   auto rt = evactor::Runtime::Create({.shards = 4}).value();
+//   std::atomic<int> hits{0};
+//   rt->ForEachShard([&](evactor::Shard& s) { hits += s.id(); });
+//   rt->SubmitTo(2, [] { /* runs on shard 2's thread, in its loop */ });
+//   rt->Shutdown();   // from any thread, also from a callback on a shard
+//   rt->Wait();       // joins the threads (the destructor does both)
+//
+// Placement: SubmitTo(i, fn) runs `fn` on shard i. From a shard thread it goes
+// through that pair's single-producer ring (wake-up checked once per iteration); from
+// any other thread through the shard's multi-producer ring. Messages from one sender
+// to one shard run in the order sent.
+//
+// Shutdown: Shutdown() stops taking messages from threads that are not shards, lets
+// the shards run until no message is in flight anywhere (messages that shards send
+// while finishing are still delivered), then closes every mailbox, runs what slipped
+// in before the close, runs each shard's stop callbacks on that shard, and ends the
+// loops (their remaining timers and watchers do not keep them alive). If messages
+// keep flowing past RuntimeOptions::shutdown_grace, shards stop anyway. A message that
+// never ran is destroyed, not run elsewhere; Runtime::dropped() counts them, and a
+// Promise destroyed that way fails its Future (runtime/future.h). Sends after the
+// close fail with FailedPrecondition. A second Shutdown() is harmless.
+//
+// Thread safety: SubmitTo, ForEachShard, Shutdown, Wait(*) and the accessors may be
+// called from any thread; a Shard's loop() only from that shard's thread.
+// (*) Wait() not from a shard thread (it would join itself): FailedPrecondition.
+#ifndef EVACTOR_RUNTIME_RUNTIME_H_
+#define EVACTOR_RUNTIME_RUNTIME_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "runtime/loop.h"
+#include "runtime/mailbox.h"
+
+namespace evactor {
+
+class Runtime;
+class Timer;
+
+struct RuntimeOptions {
+  // Number of shards; 0: one per core.
+  int shards = 0;
+  // Each shard's loop (the backend, priorities). run_forever is forced on.
+  LoopOptions loop;
+  MailboxOptions mailbox;
+  // How long Shutdown() waits for messages to stop flowing before it stops anyway.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+};
+
+class Shard {
+ public:
+  ~Shard();
+  int id() const { return id_; }
+  Runtime& runtime() const { return *runtime_; }
+  // REQUIRES: called on this shard's thread.
+  Loop& loop() const { return *loop_; }
+  Mailbox& mailbox() const { return *mailbox_; }
+
+  // Runs `fn` on this shard's thread when the runtime shuts down, before the loop
+  // ends (for handles and per-shard state that must die on their own thread).
+  // REQUIRES: this shard's thread.
+  void OnStop(absl::AnyInvocable<void()> fn) { on_stop_.push_back(std::move(fn)); }
+
+  // The shard whose thread is calling, or nullptr.
+  static Shard* Current();
+
+ private:
+  friend class Runtime;
+  class Hooks;
+  Shard(Runtime* runtime, int id);
+  void ThreadMain(std::atomic<int>* ready, absl::Status* error);
+  void MarkSent(int target);
+  void FlushWakeups();
+  bool CheckShutdown();  // true: the loop must not block this time
+  void Finish();
+
+  Runtime* runtime_;
+  int id_;
+  std::thread thread_;
+  std::unique_ptr<Loop> loop_;
+  std::unique_ptr<Mailbox> mailbox_;
+  std::unique_ptr<Hooks> hooks_;
+  std::vector<int> sent_to_;       // shards this one published to since its last poll
+  std::vector<char> sent_flag_;    // sent_flag_[i]: i is in sent_to_
+  std::vector<absl::AnyInvocable<void()>> on_stop_;
+  std::unique_ptr<Timer> shutdown_timer_;
+  bool finishing_ = false;
+};
+
+class Runtime {
+ public:
+  using Message = Mailbox::Message;
+
+  // Starts the shards' threads; returns once every shard runs its loop.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Create(RuntimeOptions options = {});
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+  // Shutdown() and Wait(). REQUIRES: not called on one of its shards.
+  ~Runtime();
+
+  int size() const { return static_cast<int>(shards_.size()); }
+  Shard& shard(int i) { return *shards_[i]; }
+
+  // Runs `fn` on shard `target`. Errors: InvalidArgument for a bad index,
+  // ResourceExhausted when the ring to that shard is full (fn is dropped), and
+  // FailedPrecondition after shutdown began (for non-shard senders) or after the
+  // shard closed its mailbox.
+  absl::Status SubmitTo(int target, Message fn);
+  // As SubmitTo, leaving `fn` with the caller when it fails (for retrying).
+  absl::Status TrySubmitTo(int target, Message& fn);
+  // Runs a copy of `fn` on every shard. Returns the first error; shards that
+  // accepted their copy run it.
+  absl::Status ForEachShard(std::function<void(Shard&)> fn);
+
+  void Shutdown();
+  // Blocks until every shard thread has ended. FailedPrecondition on a shard thread.
+  absl::Status Wait();
+  bool stopping() const { return phase_.load(std::memory_order_acquire) != kRunning; }
+
+  // Messages destroyed without running because the runtime stopped.
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class Shard;
+  enum Phase : int { kRunning, kDraining, kClosing };
+  Runtime() = default;
+  // Shard 0, while draining: true when no message was in flight in two consecutive
+  // looks with nothing published in between.
+  bool Quiescent();
+
+  std::vector<std::unique_ptr<Shard>> shards_;
+  RuntimeOptions options_;
+  std::atomic<int> started_{0};             // shards up (or failed)
+  std::vector<absl::Status> start_errors_;  // written by each shard before `started_`
+  std::atomic<int> phase_{kRunning};
+  std::atomic<int64_t> drain_deadline_ns_{0};
+  uint64_t last_published_ = ~uint64_t{0};  // shard 0 only
+  std::atomic<uint64_t> dropped_{0};
+  std::mutex join_mu_;
+  bool joined_ = false;
+};
+
+}  // namespace evactor
+
+#endif  // EVACTOR_RUNTIME_RUNTIME_H_
