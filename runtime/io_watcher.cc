@@ -31,12 +31,15 @@ absl::Status IoWatcher::Start() { return Start(options_.timeout); }
 absl::Status IoWatcher::Start(std::optional<absl::Duration> timeout) {
   loop_->CheckOwner("IoWatcher::Start");
   if (!started_) {
-    if (fd_ < 0) return absl::InvalidArgumentError(absl::StrCat("bad fd ", fd_));
-    if (events_ == 0) {
-      return absl::InvalidArgumentError("IoWatcher needs kRead, kWrite or kClosed");
+    if (!linked_) {
+      if (fd_ < 0) return absl::InvalidArgumentError(absl::StrCat("bad fd ", fd_));
+      if (events_ == 0) {
+        return absl::InvalidArgumentError("IoWatcher needs kRead, kWrite or kClosed");
+      }
+      absl::Status s = loop_->AddIo(this);
+      if (!s.ok()) return s;
     }
-    absl::Status s = loop_->AddIo(this);
-    if (!s.ok()) return s;
+    // else: a one-shot re-armed before the loop dropped it: still registered.
     started_ = true;
     if (counts_as_pending_) loop_->AddPending(1);
   }
@@ -51,9 +54,11 @@ absl::Status IoWatcher::Start(std::optional<absl::Duration> timeout) {
 }
 
 void IoWatcher::Stop() {
-  if (started_) {
+  if (linked_) {
     loop_->CheckOwner("IoWatcher::Stop");
     loop_->RemoveIo(this);
+  }
+  if (started_) {
     started_ = false;
     if (counts_as_pending_) loop_->AddPending(-1);
   }
@@ -73,21 +78,27 @@ void IoWatcher::Activate(uint32_t bits) {
 }
 
 void IoWatcher::set_fd(int fd) {
+  if (linked_) loop_->RemoveIo(this);
   fd_ = fd;
   bound_ = false;
 }
 
-void IoWatcher::set_events(uint32_t events) { events_ = events & kIoInterestMask; }
+void IoWatcher::set_events(uint32_t events) {
+  if (linked_) loop_->RemoveIo(this);
+  events_ = events & kIoInterestMask;
+}
 
 void IoWatcher::set_priority(int p) { priority = ClampPriority(*loop_, p); }
 
 void IoWatcher::Fire(uint32_t bits) {
   if (!options_.persistent) {
     // One-shot: stopped before the callback, so the callback may start it again.
+    // It stays in the fd table, disarmed, until the loop's next flush; a Start()
+    // before then re-arms it without touching the table or the kernel.
     if (started_) {
-      loop_->RemoveIo(this);
       started_ = false;
       if (counts_as_pending_) loop_->AddPending(-1);
+      if (linked_) loop_->DisarmIo(this);
     }
     loop_->RemoveTimeout(this);
   } else if (timeout_ns_ >= 0 && started_ && (bits & ~kTimeout) != 0) {

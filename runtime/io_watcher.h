@@ -26,9 +26,11 @@
 // changes the mode for the others.
 //
 // Binding: a watcher is bound to the open file behind `fd` when it first starts (or
-// after set_fd()). Closing the fd while the watcher is started is allowed: the watcher
-// simply stops hearing from it (with poll/select it reports kRead|kWrite so the owner
-// notices); stop it or destroy it afterwards. If the number is reused for another
+// after set_fd()). Closing the fd while the watcher is started is allowed: with epoll
+// the watcher stops hearing from it — unless the file is still open through a dup(),
+// in which case the kernel keeps reporting it under the closed number (epoll(7)), so
+// stop watchers before closing a dup'ed fd; with poll/select it reports kRead|kWrite
+// so the owner notices. Stop or destroy it afterwards. If the number is reused for another
 // file, call set_fd() (or use a new watcher) before starting again.
 //
 // Thread safety: the loop's owner thread only. Destroying or stopping the watcher from
@@ -125,6 +127,9 @@ class IoWatcher : private internal::Event {
   int64_t timeout_ns_ = -1;
   bool started_ = false;
   bool bound_ = false;  // the fd table has verified the binding with the kernel
+  // In the fd table's list. A fired one-shot watcher stays linked (disarmed, so it
+  // does not run) until the table's next Flush: re-armed by then, it cost nothing.
+  bool linked_ = false;
   bool counts_as_pending_ = true;  // false for the loop's internal watchers
 
   // Position in the fd table's list of watchers for fd_.

@@ -155,18 +155,12 @@ Loop::~Loop() {
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
-void Loop::CheckOwner(const char* what) const {
-#ifndef NDEBUG
-  if (!IsOwnerThread()) {
-    fprintf(stderr,
-            "evactor: %s called on a Loop from a thread that does not own it; a loop and "
-            "its handles belong to one thread (see runtime/loop.h)\n",
-            what);
-    abort();
-  }
-#else
-  (void)what;
-#endif
+void Loop::OwnerViolation(const char* what) const {
+  fprintf(stderr,
+          "evactor: %s called on a Loop from a thread that does not own it; a loop and "
+          "its handles belong to one thread (see runtime/loop.h)\n",
+          what);
+  abort();
 }
 
 void Loop::AttachToCurrentThread() {
@@ -174,6 +168,10 @@ void Loop::AttachToCurrentThread() {
 }
 
 void Loop::UpdateTime() { now_ns_ = internal::MonotonicNanos(); }
+
+int64_t Loop::pending_count() const {
+  return pending_ + timers_->size() + active_count_ + static_cast<int64_t>(deferred_.size());
+}
 
 bool Loop::HasEvents() const {
   return pending_ > 0 || timers_->size() > 0 || active_count_ > 0 || !deferred_.empty() ||
@@ -196,6 +194,8 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
   UpdateTime();
   while (true) {
     if (!options_.run_forever && !HasEvents()) {
+      // Tell the kernel about watchers stopped last, so nothing stays registered.
+      stats_.backend_changes += fds_->Flush();
       result = RunResult::kNoEvents;
       break;
     }
@@ -274,8 +274,7 @@ void Loop::Activate(Event* ev, uint32_t bits) {
   if (p < running_priority_) preempt_ = true;
 }
 
-void Loop::Deactivate(Event* ev) {
-  if (!ev->in_active) return;
+void Loop::DeactivateSlow(Event* ev) {
   ActiveQueue& q = active_[ev->active_priority];
   if (ev->active_prev != nullptr) {
     ev->active_prev->active_next = ev->active_next;
@@ -382,7 +381,7 @@ void Loop::AddTimeout(Event* ev, int64_t deadline_ns, int64_t duration_ns) {
   timers_->Add(ev, deadline_ns, duration_ns);
 }
 
-void Loop::RemoveTimeout(Event* ev) { timers_->Remove(ev); }
+void Loop::RemoveTimeoutSlow(Event* ev) { timers_->Remove(ev); }
 
 void Loop::ExpireTimeouts() {
   // Events re-armed while expiring (persistent timeouts of 0) wait for the next pass.
@@ -401,6 +400,8 @@ absl::Status Loop::AddIo(IoWatcher* w) { return fds_->Add(w); }
 
 void Loop::RemoveIo(IoWatcher* w) { fds_->Remove(w); }
 
+void Loop::DisarmIo(IoWatcher* w) { fds_->Disarm(w); }
+
 void Loop::DispatchIo(int fd, uint32_t bits) {
   IoWatcher* w = fds_->Watchers(fd);
   if (w == nullptr) {
@@ -409,7 +410,7 @@ void Loop::DispatchIo(int fd, uint32_t bits) {
   }
   for (; w != nullptr; w = w->fd_next_) {
     const uint32_t mine = bits & w->events_;
-    if (mine != 0) Activate(w, mine);
+    if (mine != 0 && w->started_) Activate(w, mine);
   }
 }
 

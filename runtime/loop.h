@@ -191,9 +191,11 @@ class Loop {
   };
   const Stats& stats() const { return stats_; }
 
-  // Handles on this loop that keep Run() going: started watchers, pending timers and
-  // signals, queued once-calls.
-  int64_t pending_count() const { return pending_; }
+  // Registrations that keep Run() going: started watchers and signal watchers,
+  // scheduled timeouts (a watcher's own timeout counts separately, and so does a
+  // pending Exit(after)), active callbacks waiting for their turn (RunInLoop calls
+  // among them), and Defer()red calls.
+  int64_t pending_count() const;
 
  private:
   friend class IoWatcher;
@@ -207,24 +209,38 @@ class Loop {
   absl::Status Init(BackendKind kind);
 
   absl::StatusOr<RunResult> RunImpl(bool once, bool nonblock);
-  void CheckOwner(const char* what) const;
+  // Debug builds abort when `what` is called from a thread that does not own the
+  // loop; release builds compile this away.
+  void CheckOwner([[maybe_unused]] const char* what) const {
+#ifndef NDEBUG
+    if (!IsOwnerThread()) OwnerViolation(what);
+#endif
+  }
+  [[noreturn]] void OwnerViolation(const char* what) const;
 
   // Active queues.
   void Activate(internal::Event* ev, uint32_t bits);
-  void Deactivate(internal::Event* ev);
+  void Deactivate(internal::Event* ev) {
+    if (ev->in_active) DeactivateSlow(ev);
+  }
+  void DeactivateSlow(internal::Event* ev);
   bool HasActive() const { return active_count_ > 0; }
   void ProcessActive();
   void RunDeferred();
 
   // Timeouts.
   void AddTimeout(internal::Event* ev, int64_t deadline_ns, int64_t duration_ns);
-  void RemoveTimeout(internal::Event* ev);
+  void RemoveTimeout(internal::Event* ev) {
+    if (ev->timer_pending()) RemoveTimeoutSlow(ev);
+  }
+  void RemoveTimeoutSlow(internal::Event* ev);
   void ExpireTimeouts();
   int64_t NextTimeoutNanos() const;  // -1: none
 
   // Fds (IoWatcher).
   absl::Status AddIo(IoWatcher* w);
   void RemoveIo(IoWatcher* w);
+  void DisarmIo(IoWatcher* w);
   void DispatchIo(int fd, uint32_t bits);
   absl::Status FlushChanges();
 

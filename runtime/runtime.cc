@@ -150,6 +150,11 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
 Runtime::~Runtime() {
   Shutdown();
   Wait().IgnoreError();
+  for (auto& s : shards_) {
+    s->hooks_.reset();
+    s->mailbox_.reset();  // before its loop: it holds a watcher there
+    s->loop_.reset();
+  }
 }
 
 absl::Status Runtime::TrySubmitTo(int target, Message& fn) {
@@ -224,12 +229,10 @@ absl::Status Runtime::Wait() {
     if (s->mailbox_ != nullptr) dropped += s->mailbox_->DiscardAll();
   }
   dropped_.fetch_add(dropped, std::memory_order_relaxed);
-  // Loops and mailboxes die on this thread now that their own threads are gone.
+  // The (closed) mailboxes stay until ~Runtime so that late senders get an error
+  // instead of a dangling pointer; the loops now belong to this thread.
   for (auto& s : shards_) {
     if (s->loop_ != nullptr) s->loop_->AttachToCurrentThread();
-    s->hooks_.reset();
-    s->mailbox_.reset();
-    s->loop_.reset();
   }
   joined_ = true;
   return absl::OkStatus();

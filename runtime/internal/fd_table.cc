@@ -51,11 +51,11 @@ absl::Status FdTable::Add(IoWatcher* w) {
   w->fd_next_ = e.head;
   if (e.head != nullptr) e.head->fd_prev_ = w;
   e.head = w;
+  w->linked_ = true;
   return absl::OkStatus();
 }
 
-void FdTable::Remove(IoWatcher* w) {
-  Entry& e = entries_[w->fd_];
+void FdTable::Unlink(Entry& e, IoWatcher* w) {
   if (w->fd_prev_ != nullptr) {
     w->fd_prev_->fd_next_ = w->fd_next_;
   } else {
@@ -63,6 +63,12 @@ void FdTable::Remove(IoWatcher* w) {
   }
   if (w->fd_next_ != nullptr) w->fd_next_->fd_prev_ = w->fd_prev_;
   w->fd_next_ = w->fd_prev_ = nullptr;
+  w->linked_ = false;
+}
+
+void FdTable::Remove(IoWatcher* w) {
+  Entry& e = entries_[w->fd_];
+  Unlink(e, w);
   Recompute(e);
   if (e.wanted != e.kernel || (e.wanted != 0 && e.edge != e.kernel_edge)) MarkDirty(w->fd_, e);
 }
@@ -72,6 +78,17 @@ int FdTable::Flush() {
   for (int fd : dirty_) {
     Entry& e = entries_[fd];
     e.dirty = false;
+    // Drop one-shot watchers that fired and were not started again.
+    bool dropped = false;
+    for (IoWatcher* w = e.head; w != nullptr;) {
+      IoWatcher* next = w->fd_next_;
+      if (!w->started_) {
+        Unlink(e, w);
+        dropped = true;
+      }
+      w = next;
+    }
+    if (dropped) Recompute(e);
     if (e.wanted == e.kernel && (e.wanted == 0 || e.edge == e.kernel_edge)) continue;
     ++calls;
     // An error here means the fd was closed behind our back; the kernel then holds

@@ -11,7 +11,8 @@
 // reused fd number is corrected.
 //
 // Invariants:
-//  1. entry.wanted is the OR of the interest of the watchers in entry's list, and
+//  1. entry.wanted is the OR of the interest of the watchers in entry's list (armed
+//     or, until the next Flush, disarmed one-shots), and
 //     entry.edge their common triggering mode (all watchers of an fd agree).
 //  2. entry.kernel/kernel_edge are what the backend was last told for the fd.
 //  3. entry.dirty is set exactly when the fd is on the dirty list.
@@ -23,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "runtime/internal/backend.h"
+#include "runtime/io_watcher.h"
 
 namespace evactor {
 class IoWatcher;
@@ -34,6 +36,9 @@ class FdTable {
 
   absl::Status Add(IoWatcher* w);
   void Remove(IoWatcher* w);
+  // A fired one-shot watcher: it stays linked (its interest still counted) until
+  // Flush(), which unlinks it unless it was started again meanwhile.
+  void Disarm(IoWatcher* w) { MarkDirty(w->fd(), entries_[w->fd()]); }
   // Applies collected changes. Returns the number of backend calls made.
   int Flush();
   // The watchers of `fd`, or nullptr.
@@ -62,6 +67,7 @@ class FdTable {
     return entries_[fd];
   }
   void Recompute(Entry& e);
+  void Unlink(Entry& e, IoWatcher* w);
   void MarkDirty(int fd, Entry& e) {
     if (!e.dirty) {
       e.dirty = true;

@@ -52,7 +52,7 @@ void TimerHeap::Remove(Event* ev) {
 Event* TimerHeap::PopExpired(int64_t now_ns, uint64_t seq_limit) {
   if (heap_.empty()) return nullptr;
   const Node& top = heap_[0];
-  if (top.deadline > now_ns || top.seq >= seq_limit) return nullptr;
+  if (top.deadline > now_ns || top.ev->timer_seq >= seq_limit) return nullptr;
   Event* ev = top.ev;
   if (ev->is_common_proxy) {
     ev = static_cast<CommonTimeoutQueue*>(ev)->head;
@@ -104,13 +104,12 @@ void TimerHeap::UnlinkFromQueue(Event* ev) {
     q->timer_seq = q->head->timer_seq;
     const int32_t i = q->heap_index;
     heap_[i].deadline = q->deadline_ns;
-    heap_[i].seq = q->timer_seq;
     SiftDown(i);
   }
 }
 
 void TimerHeap::HeapPush(Event* ev) {
-  heap_.push_back(Node{ev->deadline_ns, ev->timer_seq, ev});
+  heap_.push_back(Node{ev->deadline_ns, ev});
   ev->heap_index = static_cast<int32_t>(heap_.size() - 1);
   SiftUp(ev->heap_index);
 }

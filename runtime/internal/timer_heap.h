@@ -57,13 +57,15 @@ class TimerHeap {
   absl::Status AddCommonDuration(int64_t duration_ns);
 
  private:
+  // 16 bytes: the deadline inline (most comparisons end there), the sequence number
+  // read from the event only on ties.
   struct Node {
     int64_t deadline;
-    uint64_t seq;
     Event* ev;
   };
   static bool Less(const Node& a, const Node& b) {
-    return a.deadline < b.deadline || (a.deadline == b.deadline && a.seq < b.seq);
+    return a.deadline < b.deadline ||
+           (a.deadline == b.deadline && a.ev->timer_seq < b.ev->timer_seq);
   }
   void HeapPush(Event* ev);
   void HeapErase(int32_t index);
