@@ -85,6 +85,9 @@ void Shard::Finish() {
   FlushWakeups();
   for (auto& fn : on_stop_) fn();
   on_stop_.clear();
+  // Actors die on their own shard, after the stop callbacks (which may still use
+  // them); later messages for them are discarded unrun.
+  cells_.clear();
   loop_->Exit();
 }
 

@@ -20,9 +20,10 @@
 // in before the close, runs each shard's stop callbacks on that shard, and ends the
 // loops (their remaining timers and watchers do not keep them alive). If messages
 // keep flowing past RuntimeOptions::shutdown_grace, shards stop anyway. A message that
-// never ran is destroyed, not run elsewhere; Runtime::dropped() counts them, and a
-// Promise destroyed that way fails its Future (runtime/future.h). Sends after the
-// close fail with FailedPrecondition. A second Shutdown() is harmless.
+// never ran (one that slipped in after its shard's final drain) is destroyed, not run
+// elsewhere, and Runtime::dropped() counts it; an off-shard caller blocked on an Ask
+// inside it gets Cancelled (runtime/future.h). Sends after the close fail with
+// FailedPrecondition. A second Shutdown() is harmless.
 //
 // Thread safety: SubmitTo, ForEachShard, Shutdown, Wait(*) and the accessors may be
 // called from any thread; a Shard's loop() only from that shard's thread.
@@ -48,6 +49,16 @@ namespace evactor {
 
 class Runtime;
 class Timer;
+template <typename T>
+class ActorRef;
+struct SpawnOptions;
+namespace internal {
+// An actor's home on its shard (runtime/actor.h); the shard owns it.
+class ActorCellBase {
+ public:
+  virtual ~ActorCellBase() = default;
+};
+}  // namespace internal
 
 struct RuntimeOptions {
   // Number of shards; 0: one per core.
@@ -76,6 +87,15 @@ class Shard {
   // The shard whose thread is calling, or nullptr.
   static Shard* Current();
 
+  // Takes ownership of an actor cell placed here; cells (and the actors in them) are
+  // destroyed on this shard when it stops. REQUIRES: this shard's thread.
+  void AdoptActorCell(std::unique_ptr<internal::ActorCellBase> cell) {
+    cells_.push_back(std::move(cell));
+  }
+  // Messages for actors that had stopped (Tell) on this shard. Any thread.
+  uint64_t dead_letters() const { return dead_letters_.load(std::memory_order_relaxed); }
+  void CountDeadLetter() { dead_letters_.fetch_add(1, std::memory_order_relaxed); }
+
  private:
   friend class Runtime;
   class Hooks;
@@ -97,6 +117,8 @@ class Shard {
   std::vector<absl::AnyInvocable<void()>> on_stop_;
   std::unique_ptr<Timer> shutdown_timer_;
   bool finishing_ = false;
+  std::vector<std::unique_ptr<internal::ActorCellBase>> cells_;
+  std::atomic<uint64_t> dead_letters_{0};
 };
 
 class Runtime {
@@ -124,6 +146,14 @@ class Runtime {
   // accepted their copy run it.
   absl::Status ForEachShard(std::function<void(Shard&)> fn);
 
+  // Creates an actor of type T on a shard (runtime/actor.h has the definition and
+  // the details): Spawn<Counter>({.shard = 2}, initial_value).
+  template <typename T, typename... Args>
+  absl::StatusOr<ActorRef<T>> Spawn(const SpawnOptions& options, Args&&... args);
+
+  // A shard index for round-robin placement. Any thread.
+  int NextShard() { return static_cast<int>(next_shard_.fetch_add(1) % shards_.size()); }
+
   void Shutdown();
   // Blocks until every shard thread has ended. FailedPrecondition on a shard thread.
   absl::Status Wait();
@@ -148,6 +178,7 @@ class Runtime {
   std::atomic<int64_t> drain_deadline_ns_{0};
   uint64_t last_published_ = ~uint64_t{0};  // shard 0 only
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> next_shard_{0};
   std::mutex join_mu_;
   bool joined_ = false;
 };
