@@ -195,7 +195,7 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
   while (true) {
     if (!options_.run_forever && !HasEvents()) {
       // Tell the kernel about watchers stopped last, so nothing stays registered.
-      stats_.backend_changes += fds_->Flush();
+      metrics_.backend_changes.Add(fds_->Flush());
       result = RunResult::kNoEvents;
       break;
     }
@@ -206,8 +206,8 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
       timeout_ns = std::max<int64_t>(0, next - now_ns_);
     }
     if (hooks_ != nullptr && hooks_->BeforePoll(timeout_ns != 0)) timeout_ns = 0;
-    if (timeout_ns != 0) ++stats_.sleeps;
-    stats_.backend_changes += fds_->Flush();
+    if (timeout_ns != 0) metrics_.sleeps.Add();
+    metrics_.backend_changes.Add(fds_->Flush());
     absl::Status s =
         backend_->Poll(timeout_ns, [this](int fd, uint32_t bits) { DispatchIo(fd, bits); });
     if (!s.ok()) {
@@ -215,11 +215,13 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
       break;
     }
     UpdateTime();
+    const int64_t woke_ns = now_ns_;
     if (hooks_ != nullptr) hooks_->AfterPoll();
     ExpireTimeouts();
-    ++stats_.iterations;
+    metrics_.iterations.Add();
     ProcessActive();
     RunDeferred();
+    metrics_.busy_ns.Record(internal::MonotonicNanos() - woke_ns);
     if (got_break_) {
       result = RunResult::kBreak;
       break;
@@ -305,7 +307,7 @@ void Loop::ProcessActive() {
       Event* ev = q.head;
       const uint32_t bits = ev->result;
       Deactivate(ev);
-      ++stats_.callbacks;
+      metrics_.callbacks.Add();
       ev->Fire(bits);  // may destroy ev
       if (got_break_ || preempt_) break;
     }
@@ -319,7 +321,7 @@ void Loop::RunDeferred() {
   std::vector<Callback> now;
   now.swap(deferred_);
   for (Callback& fn : now) {
-    ++stats_.callbacks;
+    metrics_.callbacks.Add();
     fn();
   }
 }
@@ -386,7 +388,10 @@ void Loop::RemoveTimeoutSlow(Event* ev) { timers_->Remove(ev); }
 void Loop::ExpireTimeouts() {
   // Events re-armed while expiring (persistent timeouts of 0) wait for the next pass.
   const uint64_t limit = timers_->next_seq();
-  while (Event* ev = timers_->PopExpired(now_ns_, limit)) ev->OnTimeout();
+  while (Event* ev = timers_->PopExpired(now_ns_, limit)) {
+    metrics_.timer_late_ns.Record(now_ns_ - ev->deadline_ns);
+    ev->OnTimeout();
+  }
 }
 
 absl::Status Loop::UseCommonTimeout(absl::Duration duration) {

@@ -43,6 +43,7 @@
 #include "absl/time/time.h"
 #include "runtime/events.h"
 #include "runtime/internal/event.h"
+#include "runtime/metrics.h"
 
 namespace evactor {
 
@@ -182,14 +183,19 @@ class Loop {
   // Installs (or, with nullptr, removes) the iteration hooks. Not owned; one set.
   void SetHooks(LoopHooks* hooks) { hooks_ = hooks; }
 
-  // Counts, for observability and tests.
+  // Counters and histograms, always on; readable from any thread (metrics.h).
+  const LoopMetrics& metrics() const { return metrics_; }
+  // A snapshot of the counters (owner thread or not; see metrics.h).
   struct Stats {
     uint64_t iterations = 0;
     uint64_t callbacks = 0;
     uint64_t backend_changes = 0;  // kernel registration changes (epoll_ctl calls etc.)
     uint64_t sleeps = 0;           // backend waits that could block
   };
-  const Stats& stats() const { return stats_; }
+  Stats stats() const {
+    return Stats{metrics_.iterations.Read(), metrics_.callbacks.Read(),
+                 metrics_.backend_changes.Read(), metrics_.sleeps.Read()};
+  }
 
   // Registrations that keep Run() going: started watchers and signal watchers,
   // scheduled timeouts (a watcher's own timeout counts separately, and so does a
@@ -287,7 +293,7 @@ class Loop {
   std::vector<std::vector<SignalWatcher*>> signal_watchers_;  // by signal number
 
   LoopHooks* hooks_ = nullptr;
-  Stats stats_;
+  LoopMetrics metrics_;
 };
 
 }  // namespace evactor

@@ -120,7 +120,8 @@ bool Mailbox::BeforePoll(bool may_block) {
 
 void Mailbox::AfterPoll() {
   sleeping_.store(false, std::memory_order_relaxed);
-  Drain(options_.batch);
+  const size_t n = Drain(options_.batch);
+  if (n != 0) depth_.Record(static_cast<int64_t>(n));
 }
 
 void Mailbox::ReadWake() {

@@ -41,6 +41,7 @@
 #include "absl/time/time.h"
 #include "runtime/io_watcher.h"
 #include "runtime/loop.h"
+#include "runtime/metrics.h"
 #include "runtime/mpsc_ring.h"
 #include "runtime/spsc_ring.h"
 
@@ -104,6 +105,8 @@ class Mailbox final : public LoopHooks {
   bool Empty() const;
 
   const Counters& counters() const { return counters_; }
+  // Messages found waiting per drain that found any (how deep the mailbox ran).
+  const Histogram& depth() const { return depth_; }
 
   // LoopHooks.
   bool BeforePoll(bool may_block) override;
@@ -125,6 +128,7 @@ class Mailbox final : public LoopHooks {
   bool draining_ = false;  // receiver thread only
   alignas(kCacheLine) std::atomic<bool> sleeping_{false};
   alignas(kCacheLine) Counters counters_;
+  Histogram depth_;  // written by the receiver only
 };
 
 }  // namespace evactor

@@ -36,7 +36,28 @@ class Shard::Hooks final : public LoopHooks {
 Shard::Shard(Runtime* runtime, int id) : runtime_(runtime), id_(id) {}
 Shard::~Shard() = default;
 
+Shard::Metrics Shard::metrics() const {
+  Metrics m;
+  if (loop_ == nullptr || mailbox_ == nullptr) return m;
+  m.loop = loop_->metrics().Read();
+  m.messages_sent = sent_.Read();
+  m.messages_received = mailbox_->counters().received.load(std::memory_order_relaxed);
+  m.wakeups_written = mailbox_->counters().wakeups_written.load(std::memory_order_relaxed);
+  m.mailbox_full = mailbox_->counters().full.load(std::memory_order_relaxed);
+  m.dead_letters = dead_letters();
+  m.mailbox_depth = mailbox_->depth().Read();
+  return m;
+}
+
+std::vector<Shard::Metrics> Runtime::Metrics() const {
+  std::vector<Shard::Metrics> all;
+  all.reserve(shards_.size());
+  for (const auto& s : shards_) all.push_back(s->metrics());
+  return all;
+}
+
 void Shard::MarkSent(int target) {
+  sent_.Add();
   if (!sent_flag_[target]) {
     sent_flag_[target] = 1;
     sent_to_.push_back(target);

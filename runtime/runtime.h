@@ -92,6 +92,18 @@ class Shard {
   void AdoptActorCell(std::unique_ptr<internal::ActorCellBase> cell) {
     cells_.push_back(std::move(cell));
   }
+  // What this shard has done so far. Any thread (see metrics.h).
+  struct Metrics {
+    LoopMetrics::Snapshot loop;
+    uint64_t messages_sent = 0;      // to shards, from this shard
+    uint64_t messages_received = 0;  // run here, from shards and other threads
+    uint64_t wakeups_written = 0;    // eventfd writes that woke this shard
+    uint64_t mailbox_full = 0;       // sends to this shard refused: ring full
+    uint64_t dead_letters = 0;
+    Histogram::Snapshot mailbox_depth;  // messages waiting per drain
+  };
+  Metrics metrics() const;
+
   // Messages for actors that had stopped (Tell) on this shard. Any thread.
   uint64_t dead_letters() const { return dead_letters_.load(std::memory_order_relaxed); }
   void CountDeadLetter() { dead_letters_.fetch_add(1, std::memory_order_relaxed); }
@@ -119,6 +131,7 @@ class Shard {
   bool finishing_ = false;
   std::vector<std::unique_ptr<internal::ActorCellBase>> cells_;
   std::atomic<uint64_t> dead_letters_{0};
+  Counter sent_;  // written by this shard only
 };
 
 class Runtime {
@@ -158,6 +171,9 @@ class Runtime {
   // Blocks until every shard thread has ended. FailedPrecondition on a shard thread.
   absl::Status Wait();
   bool stopping() const { return phase_.load(std::memory_order_acquire) != kRunning; }
+
+  // Every shard's metrics, in shard order. Any thread.
+  std::vector<Shard::Metrics> Metrics() const;
 
   // Messages destroyed without running because the runtime stopped.
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }

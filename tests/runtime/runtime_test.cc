@@ -1,5 +1,7 @@
 // Runtime, Shard and Mailbox: placement, per-sender order, the wake-up protocol,
 // full rings, and shutdown that accounts for every message.
+#include <signal.h>
+
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -7,7 +9,9 @@
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "runtime/per_shard.h"
 #include "runtime/runtime.h"
+#include "runtime/signal_watcher.h"
 #include "runtime/timer.h"
 
 namespace evactor {
@@ -249,6 +253,94 @@ TEST(RuntimeTest, ShardTimersRunOnTheShardAndDoNotBlockShutdown) {
   rt->Shutdown();
   ASSERT_TRUE(rt->Wait().ok());
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST(RuntimeTest, PerShardGivesEachShardItsOwnInstance) {
+  auto rt = Runtime::Create({.shards = 3}).value();
+  struct Slot {
+    int owner;
+    int hits = 0;
+  };
+  auto per = PerShard<Slot>::Create(*rt, [](Shard& s) {
+               return std::make_unique<Slot>(Slot{s.id()});
+             }).value();
+  std::atomic<int> mismatches{0};
+  std::atomic<int> done{0};
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(rt->ForEachShard([&](Shard& s) {
+                    Slot& mine = per->local();
+                    if (mine.owner != s.id()) mismatches++;
+                    mine.hits++;
+                    done++;
+                  }).ok());
+  }
+  while (done.load() < 30) std::this_thread::yield();
+  std::atomic<int> total{0};
+  absl::Notification counted;
+  std::atomic<int> left{3};
+  ASSERT_TRUE(rt->ForEachShard([&](Shard&) {
+                  total += per->local().hits;
+                  if (--left == 0) counted.Notify();
+                }).ok());
+  counted.WaitForNotification();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(total.load(), 30);
+  rt->Shutdown();
+  ASSERT_TRUE(rt->Wait().ok());
+}
+
+TEST(RuntimeTest, ShutdownFromASignalWatcherOnAShard) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  absl::Notification armed;
+  std::unique_ptr<SignalWatcher> watcher;  // created and destroyed on shard 1
+  ASSERT_TRUE(rt->SubmitTo(1, [&] {
+                  Shard* s = Shard::Current();
+                  watcher = std::make_unique<SignalWatcher>(
+                      s->loop(), SIGUSR2, [r = rt.get()](int, int) { r->Shutdown(); });
+                  ASSERT_TRUE(watcher->Start().ok());
+                  s->OnStop([&] { watcher.reset(); });
+                  armed.Notify();
+                }).ok());
+  armed.WaitForNotification();
+  ASSERT_EQ(raise(SIGUSR2), 0);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(rt->Wait().ok());  // returns because the watcher shut the runtime down
+  EXPECT_TRUE(rt->stopping());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(watcher, nullptr);
+}
+
+TEST(RuntimeTest, MetricsCountWhatHappened) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  const Shard::Metrics before = rt->shard(1).metrics();
+  absl::Notification done;
+  std::atomic<int> got{0};
+  ASSERT_TRUE(rt->SubmitTo(0, [&] {
+                  for (int i = 0; i < 100; ++i) {
+                    ASSERT_TRUE(rt->SubmitTo(1, [&] {
+                                   if (++got == 100) done.Notify();
+                                 }).ok());
+                  }
+                }).ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // Counters are published after the batch that ran the messages: wait for them.
+  Shard::Metrics s1 = rt->shard(1).metrics();
+  for (int i = 0; i < 1000 && (s1.messages_received - before.messages_received < 100 ||
+                               s1.loop.busy_ns.count == 0);
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+    s1 = rt->shard(1).metrics();
+  }
+  const Shard::Metrics s0 = rt->shard(0).metrics();
+  EXPECT_EQ(s0.messages_sent, 100u);
+  EXPECT_EQ(s1.messages_received - before.messages_received, 100u);
+  EXPECT_GE(s1.mailbox_depth.count, 1u);
+  EXPECT_LE(s1.mailbox_depth.count, 100u);  // drained in batches
+  EXPECT_GE(s1.mailbox_depth.max_ns, 1u);
+  EXPECT_GT(s1.loop.iterations, before.loop.iterations);
+  EXPECT_GE(s1.loop.busy_ns.count, 1u);
+  EXPECT_EQ(s1.dead_letters, 0u);
+  EXPECT_EQ(rt->Metrics().size(), 2u);
 }
 
 }  // namespace
