@@ -19,11 +19,11 @@
 
 #include <atomic>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/blocking_counter.h"
 #include "runtime/runtime.h"
 
 namespace evactor {
@@ -38,7 +38,8 @@ class PerShard {
       return absl::FailedPreconditionError("PerShard::Create blocks: call it off-shard");
     }
     std::unique_ptr<PerShard> ps(new PerShard(runtime.size()));
-    absl::BlockingCounter made(runtime.size());
+    // std::latch (atomics TSan can see), not absl::BlockingCounter.
+    std::latch made(runtime.size());
     PerShard* raw = ps.get();
     for (int i = 0; i < runtime.size(); ++i) {
       absl::Status s = runtime.SubmitTo(i, [raw, &factory, &made] {
@@ -46,16 +47,16 @@ class PerShard {
         raw->instances_[shard.id()] = factory(shard).release();
         T* mine = raw->instances_[shard.id()];
         shard.OnStop([mine] { delete mine; });
-        made.DecrementCount();
+        made.count_down();
       });
       if (!s.ok()) {
         // Count the shards that will never run the factory, then report.
-        for (int j = i; j < runtime.size(); ++j) made.DecrementCount();
-        made.Wait();
+        for (int j = i; j < runtime.size(); ++j) made.count_down();
+        made.wait();
         return s;
       }
     }
-    made.Wait();
+    made.wait();
     return ps;
   }
 

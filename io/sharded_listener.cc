@@ -1,0 +1,166 @@
+#include "io/sharded_listener.h"
+
+#include <unistd.h>
+
+#include <utility>
+
+#include <latch>
+#include <mutex>
+
+namespace evactor {
+
+ShardedListener::ShardedListener(Runtime& runtime, OnConnection cb, Options options)
+    : runtime_(runtime),
+      on_connection_(std::move(cb)),
+      options_(options),
+      slots_(runtime.size(), nullptr),
+      handed_(new std::atomic<uint64_t>[runtime.size()]),
+      live_(new std::atomic<int64_t>[runtime.size()]) {
+  for (int i = 0; i < runtime.size(); ++i) {
+    handed_[i].store(0);
+    live_[i].store(0);
+  }
+}
+
+absl::Status ShardedListener::RunOnEveryShard(std::function<absl::Status(Shard&)> fn) {
+  if (Shard::Current() != nullptr) {
+    return absl::FailedPreconditionError("ShardedListener blocks: use it off-shard");
+  }
+  const int n = runtime_.size();
+  // std::latch, not absl::BlockingCounter: Debian's Abseil is not built with TSan,
+  // and the result written on the shards must be seen to happen-before our return.
+  std::latch done(n);
+  std::mutex mu;
+  absl::Status first;
+  for (int i = 0; i < n; ++i) {
+    absl::Status s = runtime_.SubmitTo(i, [&] {
+      absl::Status r = fn(*Shard::Current());
+      if (!r.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first.ok()) first = r;
+      }
+      done.count_down();
+    });
+    if (!s.ok()) {
+      done.count_down();
+      std::lock_guard<std::mutex> lock(mu);
+      if (first.ok()) first = s;
+    }
+  }
+  done.wait();
+  return first;
+}
+
+absl::StatusOr<std::unique_ptr<ShardedListener>> ShardedListener::Start(
+    Runtime& runtime, const SocketAddress& address, OnConnection on_connection, Options options) {
+  if (options.dispatcher_shard < 0 || options.dispatcher_shard >= runtime.size()) {
+    return absl::InvalidArgumentError("dispatcher_shard out of range");
+  }
+  std::unique_ptr<ShardedListener> sl(new ShardedListener(runtime, std::move(on_connection), options));
+  ShardedListener* self = sl.get();
+  if (options.mode == Mode::kDispatcher) {
+    SocketAddress bound = address;
+    absl::Status s = sl->RunOnEveryShard([self, &bound](Shard& shard) -> absl::Status {
+      self->AddSlot(shard);
+      if (shard.id() != self->options_.dispatcher_shard) return absl::OkStatus();
+      auto l = Listener::Bind(
+          shard.loop(), bound,
+          [self](int fd, const SocketAddress& peer) { self->Dispatch(fd, peer); },
+          self->options_.listener);
+      if (!l.ok()) return l.status();
+      self->address_ = (*l)->local_address();
+      self->slots_[shard.id()]->listener = *std::move(l);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      sl->Stop();
+      return s;
+    }
+    return sl;
+  }
+  // kReusePort: bind shard 0 first to learn the port (for port 0), then the others.
+  ListenerOptions lo = options.listener;
+  lo.socket.reuse_port = true;
+  SocketAddress bound = address;
+  for (int pass = 0; pass < 2; ++pass) {
+    absl::Status s = sl->RunOnEveryShard([self, &bound, &lo, pass](Shard& shard) -> absl::Status {
+      if ((pass == 0) != (shard.id() == 0)) return absl::OkStatus();
+      self->AddSlot(shard);
+      auto l = Listener::Bind(
+          shard.loop(), bound,
+          [self](int fd, const SocketAddress& peer) {
+            Shard& here = *Shard::Current();
+            self->handed_[here.id()].fetch_add(1, std::memory_order_relaxed);
+            self->live_[here.id()].fetch_add(1, std::memory_order_relaxed);
+            self->on_connection_(here, fd, peer);
+          },
+          lo);
+      if (!l.ok()) return l.status();
+      if (pass == 0) self->address_ = (*l)->local_address();
+      self->slots_[shard.id()]->listener = *std::move(l);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      sl->Stop();
+      return s;
+    }
+    if (pass == 0) bound = sl->address_;
+  }
+  return sl;
+}
+
+ShardedListener::~ShardedListener() { Stop(); }
+
+void ShardedListener::AddSlot(Shard& shard) {
+  Slot* slot = new Slot;
+  slots_[shard.id()] = slot;
+  shard.OnStop([slot] { delete slot; });
+}
+
+void ShardedListener::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  // Once the runtime stops, each shard frees its slot (and listener) itself.
+  if (runtime_.stopping()) return;
+  RunOnEveryShard([this](Shard& shard) {
+    if (Slot* slot = slots_[shard.id()]; slot != nullptr) slot->listener.reset();
+    return absl::OkStatus();
+  }).IgnoreError();
+}
+
+int ShardedListener::Pick() {
+  const int n = runtime_.size();
+  const int start = static_cast<int>(next_++ % n);
+  if (options_.policy == Policy::kRoundRobin) return start;
+  // Fewest open connections; ties go round-robin (scanning from a rotating start).
+  int best = start;
+  int64_t best_live = live_[start].load(std::memory_order_relaxed);
+  for (int k = 1; k < n; ++k) {
+    const int i = (start + k) % n;
+    const int64_t v = live_[i].load(std::memory_order_relaxed);
+    if (v < best_live) {
+      best = i;
+      best_live = v;
+    }
+  }
+  return best;
+}
+
+void ShardedListener::Dispatch(int fd, const SocketAddress& peer) {
+  const int n = runtime_.size();
+  const int first = Pick();
+  for (int k = 0; k < n; ++k) {
+    const int target = (first + k) % n;
+    live_[target].fetch_add(1, std::memory_order_relaxed);
+    Runtime::Message m = [cb = on_connection_, fd, peer] { cb(*Shard::Current(), fd, peer); };
+    if (runtime_.TrySubmitTo(target, m).ok()) {
+      handed_[target].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    live_[target].fetch_sub(1, std::memory_order_relaxed);
+  }
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  close(fd);
+}
+
+}  // namespace evactor

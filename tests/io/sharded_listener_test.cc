@@ -1,0 +1,171 @@
+// ShardedListener: 10,000 connections handed to 4 shards, each served exactly once
+// by the shard that received it; round-robin, least-connections and SO_REUSEPORT.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "io/sharded_listener.h"
+#include "runtime/runtime.h"
+
+namespace evactor {
+namespace {
+
+// Connects `n` times in a row; each connection reads one byte (the id of the shard
+// that served it) and closes. Returns how many replies came from each shard.
+std::vector<int> Hammer(const SocketAddress& target, int n, int shards, int* bad) {
+  std::vector<int> per_shard(shards, 0);
+  for (int i = 0; i < n; ++i) {
+    const int fd = socket(target.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, target.sockaddr_ptr(), target.length()) < 0) {
+      ++*bad;
+      if (fd >= 0) close(fd);
+      continue;
+    }
+    unsigned char id = 0xff;
+    char extra;
+    if (read(fd, &id, 1) != 1 || id >= shards || read(fd, &extra, 1) != 0) {
+      ++*bad;  // no reply, a bad one, or more than one byte
+    } else {
+      ++per_shard[id];
+    }
+    close(fd);
+  }
+  return per_shard;
+}
+
+class ShardedListenerTest : public ::testing::TestWithParam<ShardedListenerOptions> {};
+
+TEST_P(ShardedListenerTest, TenThousandConnectionsEachServedOnceByItsShard) {
+  auto rt = Runtime::Create({.shards = 4}).value();
+  std::atomic<int> served{0};
+  std::atomic<int> wrong_thread{0};
+  ShardedListener* raw = nullptr;
+  auto sl = ShardedListener::Start(
+      *rt, SocketAddress::Loopback4(0),
+      [&](Shard& shard, int fd, const SocketAddress&) {
+        if (Shard::Current() != &shard) wrong_thread++;
+        const unsigned char id = static_cast<unsigned char>(shard.id());
+        if (write(fd, &id, 1) != 1) wrong_thread++;
+        // Bookkeeping before the close: the client checks right after it sees EOF.
+        served++;
+        raw->ConnectionClosed(shard.id());
+        close(fd);
+      },
+      GetParam());
+  ASSERT_TRUE(sl.ok()) << sl.status();
+  raw = sl->get();
+  int bad = 0;
+  constexpr int kConnections = 10000;
+  std::vector<int> per_shard = Hammer((*sl)->address(), kConnections, 4, &bad);
+  EXPECT_EQ(bad, 0);
+  int total = 0;
+  for (int i = 0; i < 4; ++i) {
+    total += per_shard[i];
+    EXPECT_EQ(static_cast<uint64_t>(per_shard[i]), (*sl)->handed_to(i)) << "shard " << i;
+    EXPECT_EQ((*sl)->live(i), 0) << "shard " << i;
+  }
+  EXPECT_EQ(total, kConnections);
+  EXPECT_EQ(served.load(), kConnections);
+  EXPECT_EQ(wrong_thread.load(), 0);
+  EXPECT_EQ((*sl)->refused(), 0u);
+  if (GetParam().mode == ShardedListenerOptions::Mode::kDispatcher &&
+      GetParam().policy == ShardedListenerOptions::Policy::kRoundRobin) {
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(per_shard[i], kConnections / 4) << "shard " << i;
+  } else if (GetParam().mode == ShardedListenerOptions::Mode::kDispatcher) {
+    // Least connections with sequential clients: all tie at zero open connections,
+    // and ties go round-robin, so every shard gets work.
+    for (int i = 0; i < 4; ++i) EXPECT_GT(per_shard[i], 0) << "shard " << i;
+  }
+  (*sl)->Stop();
+  // Stopped: nobody listens any more.
+  const SocketAddress target = (*sl)->address();
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_NE(connect(fd, target.sockaddr_ptr(), target.length()), 0);
+  close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, ShardedListenerTest,
+    ::testing::Values(
+        ShardedListenerOptions{.mode = ShardedListenerOptions::Mode::kDispatcher,
+                               .policy = ShardedListenerOptions::Policy::kRoundRobin},
+        ShardedListenerOptions{.mode = ShardedListenerOptions::Mode::kDispatcher,
+                               .policy = ShardedListenerOptions::Policy::kLeastConnections},
+        ShardedListenerOptions{.mode = ShardedListenerOptions::Mode::kReusePort}),
+    [](const ::testing::TestParamInfo<ShardedListenerOptions>& info) {
+      if (info.param.mode == ShardedListenerOptions::Mode::kReusePort) return std::string("ReusePort");
+      return std::string(info.param.policy == ShardedListenerOptions::Policy::kRoundRobin
+                             ? "DispatcherRoundRobin"
+                             : "DispatcherLeastConnections");
+    });
+
+TEST(ShardedListenerPolicyTest, LeastConnectionsAvoidsTheBusyShard) {
+  auto rt = Runtime::Create({.shards = 3}).value();
+  std::atomic<int> held_by_0{0};
+  std::vector<int> held;  // fds kept open by shard 0 (touched only there)
+  std::atomic<int> replies{0};
+  ShardedListener* raw = nullptr;
+  auto sl = ShardedListener::Start(
+      *rt, SocketAddress::Loopback4(0),
+      [&](Shard& shard, int fd, const SocketAddress&) {
+        const unsigned char id = static_cast<unsigned char>(shard.id());
+        if (write(fd, &id, 1) == 1) replies++;
+        if (shard.id() == 0 && held_by_0.load() < 5) {
+          held_by_0++;
+          held.push_back(fd);  // stays open: shard 0 now has live connections
+          return;
+        }
+        raw->ConnectionClosed(shard.id());  // before the client can see the close
+        close(fd);
+      },
+      {.policy = ShardedListenerOptions::Policy::kLeastConnections});
+  ASSERT_TRUE(sl.ok());
+  raw = sl->get();
+  int bad = 0;
+  // The first connection lands on shard 0 and stays open; from then on shard 0 has
+  // the most connections and must get none of the next 300.
+  const SocketAddress target = (*sl)->address();
+  const int first = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(first, target.sockaddr_ptr(), target.length()), 0);
+  unsigned char first_id = 0xff;
+  ASSERT_EQ(read(first, &first_id, 1), 1);
+  EXPECT_EQ(first_id, 0);
+  const uint64_t zero_before = (*sl)->handed_to(0);
+  std::vector<int> per_shard = Hammer((*sl)->address(), 300, 3, &bad);
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ((*sl)->handed_to(0), zero_before);
+  EXPECT_EQ(per_shard[0], 0);
+  EXPECT_EQ(per_shard[1] + per_shard[2], 300);
+  EXPECT_EQ((*sl)->live(0), held_by_0.load());
+  (*sl)->Stop();
+  close(first);
+  ASSERT_TRUE(rt->SubmitTo(0, [&] {
+                  for (int fd : held) close(fd);
+                }).ok());
+  rt->Shutdown();
+  ASSERT_TRUE(rt->Wait().ok());
+}
+
+TEST(ShardedListenerShutdownTest, RuntimeShutdownTearsListenersDownFirst) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  auto sl = ShardedListener::Start(*rt, SocketAddress::Loopback4(0),
+                                   [](Shard&, int fd, const SocketAddress&) { close(fd); },
+                                   {.mode = ShardedListenerOptions::Mode::kReusePort});
+  ASSERT_TRUE(sl.ok()) << sl.status();
+  rt->Shutdown();
+  ASSERT_TRUE(rt->Wait().ok());
+  sl->reset();  // after the runtime stopped: does nothing, frees nothing twice
+  EXPECT_EQ(ShardedListener::Start(*rt, SocketAddress::Loopback4(0),
+                                   [](Shard&, int fd, const SocketAddress&) { close(fd); })
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace evactor
