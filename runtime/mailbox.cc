@@ -41,27 +41,36 @@ Mailbox::~Mailbox() {
   close(event_fd_);
 }
 
+namespace {
+// Error paths, out of line so that the send fast path stays small.
+[[gnu::noinline, gnu::cold]] absl::Status ClosedError() {
+  return absl::FailedPreconditionError("the receiving shard has stopped");
+}
+[[gnu::noinline, gnu::cold]] absl::Status FullError(const char* which, size_t capacity) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("mailbox ring ", which, " is full (", capacity, " messages)"));
+}
+}  // namespace
+
 absl::Status Mailbox::Send(int sender, Message& msg) {
-  if (closed()) return absl::FailedPreconditionError("the receiving shard has stopped");
-  if (!from_shard_[sender]->TryPush(std::move(msg))) {
+  if (closed()) [[unlikely]] return ClosedError();
+  if (!from_shard_[sender]->TryPush(std::move(msg))) [[unlikely]] {
     counters_.full.fetch_add(1, std::memory_order_relaxed);
     // The receiver must drain for this sender to make progress; it may be asleep
     // waiting for the wake-up this sender would only send at the end of its
     // iteration.
     WakeIfSleeping();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "mailbox ring from shard ", sender, " is full (", from_shard_[sender]->capacity(),
-        " messages)"));
+    return FullError("from a shard", from_shard_[sender]->capacity());
   }
   return absl::OkStatus();
 }
 
 absl::Status Mailbox::SendForeign(Message& msg) {
-  if (closed()) return absl::FailedPreconditionError("the receiving shard has stopped");
-  if (!foreign_.TryPush(std::move(msg))) {
+  if (closed()) [[unlikely]] return ClosedError();
+  if (!foreign_.TryPush(std::move(msg))) [[unlikely]] {
     counters_.full.fetch_add(1, std::memory_order_relaxed);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "mailbox ring for non-shard threads is full (", foreign_.capacity(), " messages)"));
+    WakeIfSleeping();
+    return FullError("for non-shard threads", foreign_.capacity());
   }
   WakeIfSleeping();
   return absl::OkStatus();
@@ -98,7 +107,7 @@ bool Mailbox::Empty() const {
   return foreign_.Empty();
 }
 
-bool Mailbox::BeforePoll(bool may_block) {
+bool Mailbox::BeforePoll(bool may_block, absl::FunctionRef<bool()> wake_condition) {
   if (!Empty()) return true;
   if (!may_block) return false;
   if (options_.poll_before_sleep > absl::ZeroDuration()) {
@@ -111,7 +120,7 @@ bool Mailbox::BeforePoll(bool may_block) {
   // An RMW, paired with the sender's RMW in WakeIfSleeping: if the sender's came
   // first, this acquires it and the re-check below sees the message.
   sleeping_.exchange(true, std::memory_order_acq_rel);
-  if (!Empty()) {
+  if (!Empty() || wake_condition()) {
     sleeping_.store(false, std::memory_order_relaxed);
     return true;
   }

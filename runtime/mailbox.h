@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "runtime/io_watcher.h"
@@ -109,7 +110,12 @@ class Mailbox final : public LoopHooks {
   const Histogram& depth() const { return depth_; }
 
   // LoopHooks.
-  bool BeforePoll(bool may_block) override;
+  bool BeforePoll(bool may_block) override { return BeforePoll(may_block, [] { return false; }); }
+  // As BeforePoll, with a condition re-checked after "asleep" is published: if it is
+  // true the loop does not block. A state change that the sender publishes before
+  // calling WakeIfSleeping() is seen either here or by that call's wake-up (the
+  // same argument as for messages), so such a wake-up cannot be lost.
+  bool BeforePoll(bool may_block, absl::FunctionRef<bool()> wake_condition);
   void AfterPoll() override;
   bool HasWork() const override { return !Empty(); }
 

@@ -24,7 +24,13 @@ class Shard::Hooks final : public LoopHooks {
     // A shutdown step changed what the loop waits for (a new timer, or the exit):
     // poll without blocking so the next iteration sees it.
     if (shard_->CheckShutdown()) return true;
-    return shard_->mailbox_->BeforePoll(may_block);
+    // Re-check the shutdown phase after publishing "asleep": Shutdown() (and shard
+    // 0's move to closing) change the phase before waking us, so either we see the
+    // change here or their wake-up reaches us.
+    Runtime* rt = &shard_->runtime();
+    const int seen = rt->phase_.load(std::memory_order_acquire);
+    return shard_->mailbox_->BeforePoll(
+        may_block, [rt, seen] { return rt->phase_.load(std::memory_order_acquire) != seen; });
   }
   void AfterPoll() override { shard_->mailbox_->AfterPoll(); }
   bool HasWork() const override { return shard_->mailbox_->HasWork(); }

@@ -343,5 +343,20 @@ TEST(RuntimeTest, MetricsCountWhatHappened) {
   EXPECT_EQ(rt->Metrics().size(), 2u);
 }
 
+// Regression: a shard inside its poll-before-sleep window when Shutdown() began could
+// miss the wake-up and sleep forever (Wait() never returned).
+TEST(RuntimeTest, ShutdownIsNeverLostDuringThePollWindow) {
+  for (int i = 0; i < 30; ++i) {
+    RuntimeOptions opts{.shards = 2};
+    opts.mailbox.poll_before_sleep = absl::Microseconds(50);
+    auto rt = Runtime::Create(opts).value();
+    absl::SleepFor(absl::Microseconds(20 * (i % 5)));
+    const absl::Time start = absl::Now();
+    rt->Shutdown();
+    ASSERT_TRUE(rt->Wait().ok());
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "round " << i;
+  }
+}
+
 }  // namespace
 }  // namespace evactor
