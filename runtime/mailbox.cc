@@ -30,9 +30,14 @@ Mailbox::Mailbox(Loop& loop, int num_shards, MailboxOptions options, int event_f
       options_(options),
       event_fd_(event_fd),
       foreign_(options.foreign_ring_capacity) {
+  size_t capacity = options.shard_ring_capacity;
+  if (capacity == 0) {
+    capacity = 65536 / static_cast<size_t>(num_shards > 0 ? num_shards : 1);
+    capacity = capacity < 1024 ? 1024 : (capacity > 32768 ? 32768 : capacity);
+  }
   from_shard_.reserve(num_shards);
   for (int i = 0; i < num_shards; ++i) {
-    from_shard_.push_back(std::make_unique<SpscRing<Message>>(options.shard_ring_capacity));
+    from_shard_.push_back(std::make_unique<SpscRing<Message>>(capacity));
   }
 }
 
