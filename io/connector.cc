@@ -46,10 +46,12 @@ Connector::~Connector() {
 
 void Connector::OnEvent(uint32_t bits) {
   if (early_errno_ != 0) {
+    error_ = early_errno_;
     return Finish(absl::ErrnoToStatus(early_errno_,
                                       absl::StrCat("connect(", address_.ToString(), ")")));
   }
   if (bits & kTimeout) {
+    error_ = ETIMEDOUT;
     return Finish(absl::DeadlineExceededError(
         absl::StrCat("connect(", address_.ToString(), "): timed out")));
   }
@@ -57,6 +59,7 @@ void Connector::OnEvent(uint32_t bits) {
   socklen_t len = sizeof err;
   if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
   if (err != 0) {
+    error_ = err;
     return Finish(absl::ErrnoToStatus(err, absl::StrCat("connect(", address_.ToString(), ")")));
   }
   Finish(std::exchange(fd_, -1));

@@ -42,6 +42,9 @@ class Connector {
 
   const SocketAddress& address() const { return address_; }
   bool done() const { return cb_ == nullptr; }
+  // The errno behind a failure (ETIMEDOUT for the timeout), valid in and after the
+  // callback; 0 on success.
+  int error() const { return error_; }
 
  private:
   Connector(Loop& loop, const SocketAddress& address, Callback cb);
@@ -53,6 +56,7 @@ class Connector {
   Callback cb_;
   int fd_ = -1;
   int early_errno_ = 0;  // connect() failed at once; reported from the loop
+  int error_ = 0;
   std::unique_ptr<IoWatcher> watcher_;
 };
 
