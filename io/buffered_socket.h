@@ -20,9 +20,11 @@
 // EOF disables reading and reports kBevReading|kBevEof; a read error reports
 // kBevReading|kBevError with the errno.
 //
-// Writing: bytes added to output() go out when the loop finds the socket writable
-// (in the same loop iteration at the latest), at most max_single_write per call. The
-// write callback runs when output drains to the write low watermark (0: empty). An
+// Writing: bytes added to output() inside the read callback are written as soon as
+// that callback returns (a reply costs no extra loop pass and no epoll_ctl); bytes
+// added elsewhere, and whatever the kernel did not take, go out when the loop finds
+// the socket writable. At most max_single_write per call. The write callback runs
+// when output drains to the write low watermark (0: empty). An
 // error reports kBevWriting|kBevError (EPIPE/ECONNRESET for a peer that went away).
 //
 // Timeouts count only while the socket is trying to do that direction's work (reading
@@ -223,6 +225,7 @@ class BufferedSocket {
   Buffer raw_in_;
   Buffer raw_out_;
   bool in_filtering_ = false;  // guards FilterInput re-entry from input callbacks
+  bool in_read_callback_ = false;  // output is written when the read callback returns
   // Rate limits.
   std::unique_ptr<TokenBucket> limit_;
   RateLimitGroup* group_ = nullptr;
