@@ -215,13 +215,13 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
       break;
     }
     UpdateTime();
-    const int64_t woke_ns = now_ns_;
+    woke_ns_ = now_ns_;
     if (hooks_ != nullptr) hooks_->AfterPoll();
     ExpireTimeouts();
     metrics_.iterations.Add();
     ProcessActive();
     RunDeferred();
-    metrics_.busy_ns.Record(internal::MonotonicNanos() - woke_ns);
+    metrics_.busy_ns.Record(internal::MonotonicNanos() - woke_ns_);
     if (got_break_) {
       result = RunResult::kBreak;
       break;
@@ -306,6 +306,10 @@ void Loop::ProcessActive() {
     while (q.head != nullptr) {
       Event* ev = q.head;
       const uint32_t bits = ev->result;
+      if (ev->active_next == nullptr) {
+        // The last one of the pass waited longest since the backend returned.
+        metrics_.poll_delay_ns.Record(internal::MonotonicNanos() - woke_ns_);
+      }
       Deactivate(ev);
       metrics_.callbacks.Add();
       ev->Fire(bits);  // may destroy ev

@@ -280,6 +280,7 @@ class Loop {
   OnceEvent* onces_ = nullptr;  // owned list of once-events until they fire
 
   int64_t now_ns_ = 0;
+  int64_t woke_ns_ = 0;  // when the backend last returned
   int64_t pending_ = 0;
   bool running_ = false;
   bool got_exit_ = false;

@@ -78,6 +78,10 @@ struct LoopMetrics {
   Counter backend_changes; // kernel interest-set changes (epoll_ctl calls etc.)
   Histogram busy_ns;       // per iteration: from the backend's return to the end
   Histogram timer_late_ns; // how long a due timeout waited to be noticed
+  // Per pass over active callbacks: how long the last ready event of the pass waited
+  // between the backend reporting it and its callback starting (the longest wait in
+  // that pass; one clock read per pass, not per event).
+  Histogram poll_delay_ns;
 
   struct Snapshot {
     uint64_t iterations = 0;
@@ -86,6 +90,7 @@ struct LoopMetrics {
     uint64_t backend_changes = 0;
     Histogram::Snapshot busy_ns;
     Histogram::Snapshot timer_late_ns;
+    Histogram::Snapshot poll_delay_ns;
   };
   Snapshot Read() const {
     Snapshot s;
@@ -95,6 +100,7 @@ struct LoopMetrics {
     s.backend_changes = backend_changes.Read();
     s.busy_ns = busy_ns.Read();
     s.timer_late_ns = timer_late_ns.Read();
+    s.poll_delay_ns = poll_delay_ns.Read();
     return s;
   }
 };

@@ -339,6 +339,18 @@ TEST(RuntimeTest, MetricsCountWhatHappened) {
   EXPECT_GE(s1.mailbox_depth.max_ns, 1u);
   EXPECT_GT(s1.loop.iterations, before.loop.iterations);
   EXPECT_GE(s1.loop.busy_ns.count, 1u);
+  // An active callback on shard 0 (RunInLoop): its pass's poll delay is measured.
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(rt->SubmitTo(0, [&] {
+                  Shard::Current()->loop().RunInLoop([&] { ran = true; });
+                }).ok());
+  Shard::Metrics m0 = rt->shard(0).metrics();
+  for (int i = 0; i < 1000 && (!ran.load() || m0.loop.poll_delay_ns.count == 0); ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+    m0 = rt->shard(0).metrics();
+  }
+  EXPECT_TRUE(ran.load());
+  EXPECT_GE(m0.loop.poll_delay_ns.count, 1u);
   EXPECT_EQ(s1.dead_letters, 0u);
   EXPECT_EQ(rt->Metrics().size(), 2u);
 }
