@@ -183,46 +183,33 @@ void BufferedSocket::OnInputChanged(const SizeChange& change) {
   }
 }
 
-bool BufferedSocket::Event(uint32_t events, int error) {
-  if (!on_event_) return true;
+template <typename Fn>
+bool BufferedSocket::Guarded(Fn&& fn) {
   bool destroyed = false;
   bool* outer = destroyed_;
   destroyed_ = &destroyed;
-  on_event_(*this, events, error);
+  fn();
   if (destroyed) {
-    if (outer != nullptr) *outer = true;
+    if (outer != nullptr) *outer = true;  // tell enclosing guards too
     return false;
   }
   destroyed_ = outer;
   return true;
+}
+
+bool BufferedSocket::Event(uint32_t events, int error) {
+  if (!on_event_) return true;
+  return Guarded([&] { on_event_(*this, events, error); });
 }
 
 bool BufferedSocket::ReadCallback() {
   if (!on_read_) return true;
-  bool destroyed = false;
-  bool* outer = destroyed_;
-  destroyed_ = &destroyed;
-  on_read_(*this);
-  if (destroyed) {
-    if (outer != nullptr) *outer = true;
-    return false;
-  }
-  destroyed_ = outer;
-  return true;
+  return Guarded([&] { on_read_(*this); });
 }
 
 bool BufferedSocket::WriteCallback() {
   if (!on_write_) return true;
-  bool destroyed = false;
-  bool* outer = destroyed_;
-  destroyed_ = &destroyed;
-  on_write_(*this);
-  if (destroyed) {
-    if (outer != nullptr) *outer = true;
-    return false;
-  }
-  destroyed_ = outer;
-  return true;
+  return Guarded([&] { on_write_(*this); });
 }
 
 void BufferedSocket::OnReadable(uint32_t bits) {
@@ -276,16 +263,9 @@ void BufferedSocket::OnReadable(uint32_t bits) {
   if (!ReadCallback()) return;
   in_read_callback_ = false;
   if (!output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_) {
-    bool destroyed = false;
-    bool* outer = destroyed_;
-    destroyed_ = &destroyed;
     const size_t before = output_.size() + raw_out_.size();
-    const bool ok = WriteNow(true).ok();
-    if (destroyed) {
-      if (outer != nullptr) *outer = true;
-      return;
-    }
-    destroyed_ = outer;
+    bool ok = false;
+    if (!Guarded([&] { ok = WriteNow(true).ok(); })) return;
     if (!ok) return;
     const size_t after = output_.size() + raw_out_.size();
     if (after < before && output_.size() <= write_low_ && !WriteCallback()) return;
@@ -368,15 +348,11 @@ void BufferedSocket::PairDeliver() {
     room = std::min(room, peer->read_high_ - peer->input_.size());
   }
   output_.RemoveTo(peer->input_, room);
-  bool destroyed = false;
-  bool* outer = destroyed_;
-  destroyed_ = &destroyed;
-  if (peer->input_.size() >= peer->read_low_) peer->ReadCallback();  // may free peer
-  if (destroyed) {
-    if (outer != nullptr) *outer = true;
+  // The peer's callback may free the peer, or us.
+  if (peer->input_.size() >= peer->read_low_ &&
+      !Guarded([peer] { peer->ReadCallback(); })) {
     return;
   }
-  destroyed_ = outer;
   if (output_.size() <= write_low_ && !WriteCallback()) return;
   if (!output_.empty()) UpdateWriteInterest();
 }

@@ -179,7 +179,11 @@ class BufferedSocket {
   void UpdateWriteInterest();
   void OnOutputChanged(const SizeChange& change);
   void OnInputChanged(const SizeChange& change);
-  // Runs the event callback; returns false when it destroyed this socket.
+  // Runs fn (which may call user code); returns false when that destroyed this
+  // socket, so that the caller stops touching it.
+  template <typename Fn>
+  bool Guarded(Fn&& fn);
+  // Run the user's callbacks under Guarded.
   bool Event(uint32_t events, int error);
   bool ReadCallback();
   bool WriteCallback();
