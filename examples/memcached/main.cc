@@ -1,0 +1,114 @@
+// The memcached-compatible server on evactor (what ./tools/run starts).
+//
+//   server [-p port] [-l addr] [-s unix_socket] [-t threads] [-m MiB] [-c conns]
+//          [-I item_size] [-R (SO_REUSEPORT per shard)] [-v|-vv] [-h]
+//
+// Defaults as memcached's: 127.0.0.1:11211, 4 threads, 64 MiB, 1024 connections,
+// 1 MiB items. SIGINT/SIGTERM stop it gracefully.
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "examples/memcached/server.h"
+
+namespace {
+
+void Usage(FILE* to) {
+  fprintf(to,
+          "evactor memcached-compatible server\n"
+          "  -p <num>   TCP port (default 11211)\n"
+          "  -l <addr>  listen address (default 127.0.0.1)\n"
+          "  -s <file>  UNIX socket path (instead of TCP)\n"
+          "  -t <num>   threads (shards) (default 4)\n"
+          "  -m <num>   item memory in megabytes (default 64)\n"
+          "  -c <num>   max simultaneous connections (default 1024)\n"
+          "  -I <size>  max item size, e.g. 1m, 512k (default 1m; 1k..128m)\n"
+          "  -R         one SO_REUSEPORT listener per shard (default: a dispatcher)\n"
+          "  -v, -vv    verbose\n"
+          "  -h         this help\n");
+}
+
+// "1m", "512k", "2048" (bytes).
+bool ParseSize(const char* text, size_t* out) {
+  std::string s(text);
+  size_t mult = 1;
+  if (!s.empty() && (s.back() == 'k' || s.back() == 'K')) mult = size_t{1} << 10;
+  if (!s.empty() && (s.back() == 'm' || s.back() == 'M')) mult = size_t{1} << 20;
+  if (mult != 1) s.pop_back();
+  uint64_t v = 0;
+  if (!absl::SimpleAtoi(s, &v) || v == 0) return false;
+  *out = static_cast<size_t>(v) * mult;
+  return true;
+}
+
+bool ParseNumber(const char* text, uint64_t min, uint64_t max, uint64_t* out) {
+  return absl::SimpleAtoi(std::string(text), out) && *out >= min && *out <= max;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  evactor::memcached::Config config;
+  int opt;
+  uint64_t n = 0;
+  while ((opt = getopt(argc, argv, "p:l:s:t:m:c:I:Rvh")) != -1) {
+    switch (opt) {
+      case 'p':
+        if (!ParseNumber(optarg, 0, 65535, &n)) return fprintf(stderr, "bad -p %s\n", optarg), 2;
+        config.port = static_cast<uint16_t>(n);
+        break;
+      case 'l':
+        config.listen = optarg;
+        break;
+      case 's':
+        config.unix_socket = optarg;
+        break;
+      case 't':
+        if (!ParseNumber(optarg, 1, 256, &n)) return fprintf(stderr, "bad -t %s\n", optarg), 2;
+        config.threads = static_cast<int>(n);
+        break;
+      case 'm':
+        if (!ParseNumber(optarg, 1, 1 << 20, &n)) return fprintf(stderr, "bad -m %s\n", optarg), 2;
+        config.memory_mb = n;
+        break;
+      case 'c':
+        if (!ParseNumber(optarg, 1, 1 << 20, &n)) return fprintf(stderr, "bad -c %s\n", optarg), 2;
+        config.max_connections = n;
+        break;
+      case 'I':
+        if (!ParseSize(optarg, &config.max_item_size) || config.max_item_size < 1024 ||
+            config.max_item_size > (size_t{128} << 20)) {
+          fprintf(stderr, "bad -I %s (1k..128m)\n", optarg);
+          return 2;
+        }
+        break;
+      case 'R':
+        config.reuse_port = true;
+        break;
+      case 'v':
+        ++config.verbosity;
+        break;
+      case 'h':
+        Usage(stdout);
+        return 0;
+      default:
+        Usage(stderr);
+        return 2;
+    }
+  }
+  auto server = evactor::memcached::Server::Start(config);
+  if (!server.ok()) {
+    fprintf(stderr, "memcached: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  if (config.verbosity > 0) {
+    fprintf(stderr, "memcached (evactor): listening on %s, %d threads, %zu MiB\n",
+            (*server)->address().ToString().c_str(), config.threads, config.memory_mb);
+  }
+  (*server)->Wait();
+  if (config.verbosity > 0) fprintf(stderr, "memcached (evactor): stopped\n");
+  return 0;
+}

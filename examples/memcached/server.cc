@@ -1,0 +1,401 @@
+#include "examples/memcached/server.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <deque>
+#include <functional>
+#include <latch>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/clock.h"
+#include "io/buffered_socket.h"
+#include "runtime/signal_watcher.h"
+
+namespace evactor::memcached {
+
+namespace {
+
+// Sends `m` to `target`, retrying from this shard's loop while the ring is full (a
+// reply must not be lost). Gives up only when the target has stopped.
+void SendReliably(Runtime& rt, int target, Runtime::Message m) {
+  absl::Status s = rt.TrySubmitTo(target, m);
+  if (s.code() != absl::StatusCode::kResourceExhausted) return;
+  Shard* here = Shard::Current();
+  if (here == nullptr) return;
+  here->loop().Defer([&rt, target, m = std::move(m)]() mutable {
+    SendReliably(rt, target, std::move(m));
+  });
+}
+
+}  // namespace
+
+class Connection;
+
+// Everything one shard owns: its part of the key space and its connections.
+class ShardState {
+ public:
+  ShardState(Server* server, int shard, const StoreOptions& options)
+      : server_(server), shard_(shard), store_(options) {}
+  ~ShardState();
+
+  Store& store() { return store_; }
+  void Adopt(int fd);
+  void Remove(uint64_t id);
+  // A response from another shard for connection `id`, slot `seq`.
+  void Deliver(uint64_t id, uint64_t seq, std::string bytes);
+  int shard() const { return shard_; }
+  Server* server() const { return server_; }
+
+ private:
+  Server* server_;
+  int shard_;
+  Store store_;
+  uint64_t next_id_ = 1;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
+};
+
+// One client connection, on the shard that owns its socket.
+class Connection {
+ public:
+  Connection(ShardState* state, uint64_t id, int fd)
+      : state_(state),
+        server_(state->server()),
+        id_(id),
+        parser_(ParserOptions{.max_item_size = server_->config().max_item_size}),
+        socket_(std::make_unique<BufferedSocket>(Shard::Current()->loop(), fd)) {
+    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
+                          [this](BufferedSocket&, uint32_t what, int) {
+                            if (what & (kBevEof | kBevError | kBevTimeout)) Close();
+                          });
+    socket_->Enable(kBevReading).IgnoreError();
+  }
+
+  void Complete(uint64_t seq, std::string bytes) {
+    if (seq < base_seq_ || seq - base_seq_ >= slots_.size()) return;
+    Slot& slot = slots_[seq - base_seq_];
+    slot.bytes = std::move(bytes);
+    slot.ready = true;
+    FlushSlots();
+  }
+
+ private:
+  struct Slot {
+    std::string bytes;
+    bool ready = false;
+    bool close_after = false;
+  };
+
+  void OnRead() {
+    Buffer& in = socket_->input();
+    const size_t n = in.size();
+    server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
+    std::span<char> room = parser_.Reserve(n);
+    parser_.Commit(in.Remove(room.data(), n));
+    Request request;
+    while (!close_pending_) {
+      const ParseStatus status = parser_.Next(&request);
+      if (status == ParseStatus::kNeedMore) break;
+      if (status == ParseStatus::kClose) return Close();  // line too long: no reply
+      Dispatch(request);
+    }
+    FlushSlots();
+  }
+
+  uint64_t NewSlot() {
+    slots_.emplace_back();
+    return base_seq_ + slots_.size() - 1;
+  }
+
+  void Dispatch(const Request& request) {
+    Store& store = state_->store();
+    switch (RouteOf(request)) {
+      case Route::kLocal: {
+        const uint64_t seq = NewSlot();
+        std::string out;
+        if (Execute(request, nullptr, &out) == Disposition::kClose) {
+          slots_[seq - base_seq_].close_after = true;
+          close_pending_ = true;
+        }
+        Fill(seq, std::move(out));
+        return;
+      }
+      case Route::kKey: {
+        const uint64_t seq = NewSlot();
+        const int owner = server_->Owner(request.key());
+        if (owner == state_->shard()) {
+          std::string out;
+          Execute(request, &store, &out);
+          Fill(seq, std::move(out));
+        } else {
+          Remote(owner, OwnedRequest(request), seq, ExecuteOptions{});
+        }
+        return;
+      }
+      case Route::kKeys: {
+        // Runs of consecutive keys with one owner keep the VALUE lines in order.
+        const auto& keys = request.keys;
+        size_t begin = 0;
+        while (begin < keys.size()) {
+          const int owner = server_->Owner(keys[begin]);
+          size_t end = begin + 1;
+          while (end < keys.size() && server_->Owner(keys[end]) == owner) ++end;
+          const uint64_t seq = NewSlot();
+          OwnedRequest owned(request);
+          Request& r = owned.mutable_request();
+          absl::InlinedVector<std::string_view, 1> subset(r.keys.begin() + begin,
+                                                          r.keys.begin() + end);
+          r.keys = std::move(subset);
+          if (owner == state_->shard()) {
+            std::string out;
+            Execute(owned.request(), &store, &out, ExecuteOptions{.write_end = false});
+            Fill(seq, std::move(out));
+          } else {
+            Remote(owner, std::move(owned), seq, ExecuteOptions{.write_end = false});
+          }
+          begin = end;
+        }
+        Fill(NewSlot(), std::string(kEnd));
+        return;
+      }
+      case Route::kAllShards:
+      case Route::kStats:
+        FanOut(request, NewSlot());
+        return;
+    }
+  }
+
+  void Fill(uint64_t seq, std::string out) {
+    Slot& slot = slots_[seq - base_seq_];
+    slot.bytes = std::move(out);
+    slot.ready = true;
+  }
+
+  void Remote(int owner, OwnedRequest owned, uint64_t seq, ExecuteOptions options) {
+    Server* server = server_;
+    const int home = state_->shard();
+    const uint64_t id = id_;
+    SendReliably(server->runtime(), owner,
+                 [server, home, id, seq, owned = std::move(owned), options]() mutable {
+                   std::string out;
+                   Execute(owned.request(), &server->states().local().store(), &out, options);
+                   SendReliably(server->runtime(), home,
+                                [server, id, seq, out = std::move(out)]() mutable {
+                                  server->states().local().Deliver(id, seq, std::move(out));
+                                });
+                 });
+  }
+
+  // flush_all / stats reset (every shard runs it; one shard's bytes answer) and stats
+  // (the sum of every shard's counters).
+  void FanOut(const Request& request, uint64_t seq) {
+    struct Gather {
+      int remaining;
+      StoreStats sum;
+      std::string first;
+    };
+    Server* server = server_;
+    const int n = server->runtime().size();
+    const int home = state_->shard();
+    const uint64_t id = id_;
+    const bool stats = RouteOf(request) == Route::kStats;
+    const StatsGroup group = request.stats_group;
+    auto* gather = new Gather{n, {}, {}};
+    for (int i = 0; i < n; ++i) {
+      SendReliably(server->runtime(), i,
+                   [server, home, id, seq, gather, stats, group, i,
+                    owned = OwnedRequest(request)]() mutable {
+                     Store& store = server->states().local().store();
+                     std::string out;
+                     if (!stats) Execute(owned.request(), &store, &out);
+                     StoreStats st = store.stats();
+                     SendReliably(server->runtime(), home,
+                                  [server, id, seq, gather, stats, group, i, st,
+                                   out = std::move(out)]() mutable {
+                                    gather->sum += st;
+                                    if (i == 0) gather->first = std::move(out);
+                                    if (--gather->remaining > 0) return;
+                                    std::string reply = std::move(gather->first);
+                                    if (stats) {
+                                      reply.clear();
+                                      AppendStats(group, server->Stats(), gather->sum, &reply);
+                                    }
+                                    delete gather;
+                                    server->states().local().Deliver(id, seq, std::move(reply));
+                                  });
+                   });
+    }
+  }
+
+  void FlushSlots() {
+    bool wrote = false;
+    while (!slots_.empty() && slots_.front().ready) {
+      Slot& slot = slots_.front();
+      if (!slot.bytes.empty()) {
+        server_->bytes_written.fetch_add(slot.bytes.size(), std::memory_order_relaxed);
+        socket_->Write(slot.bytes);
+        wrote = true;
+      }
+      const bool close_after = slot.close_after;
+      slots_.pop_front();
+      ++base_seq_;
+      if (close_after) {
+        socket_->Flush().IgnoreError();
+        return Close();
+      }
+    }
+    if (wrote) socket_->Flush().IgnoreError();
+  }
+
+  void Close() { state_->Remove(id_); }  // destroys this
+
+  ShardState* state_;
+  Server* server_;
+  uint64_t id_;
+  RequestParser parser_;
+  std::unique_ptr<BufferedSocket> socket_;
+  std::deque<Slot> slots_;
+  uint64_t base_seq_ = 0;
+  bool close_pending_ = false;
+};
+
+ShardState::~ShardState() = default;
+
+void ShardState::Adopt(int fd) {
+  const uint64_t id = next_id_++;
+  conns_.emplace(id, std::make_unique<Connection>(this, id, fd));
+}
+
+void ShardState::Remove(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  server_->curr_connections.fetch_sub(1, std::memory_order_relaxed);
+  // Destroy after unlinking: the connection may be running its own callback.
+  std::unique_ptr<Connection> gone = std::move(it->second);
+  conns_.erase(it);
+}
+
+void ShardState::Deliver(uint64_t id, uint64_t seq, std::string bytes) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;  // closed meanwhile
+  it->second->Complete(seq, std::move(bytes));
+}
+
+int Server::Owner(std::string_view key) const {
+  const int n = runtime_->size();
+  if (n == 1) return 0;
+  return static_cast<int>(std::hash<std::string_view>()(key) % static_cast<size_t>(n));
+}
+
+ServerStats Server::Stats() const {
+  ServerStats s;
+  s.pid = getpid();
+  s.time = absl::ToUnixSeconds(absl::Now());
+  s.uptime_seconds = s.time - started_unix_;
+  rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    s.rusage_user = absl::DurationFromTimeval(ru.ru_utime);
+    s.rusage_system = absl::DurationFromTimeval(ru.ru_stime);
+  }
+  s.max_connections = config_.max_connections;
+  s.curr_connections = curr_connections.load(std::memory_order_relaxed);
+  s.total_connections = total_connections.load(std::memory_order_relaxed);
+  s.bytes_read = bytes_read.load(std::memory_order_relaxed);
+  s.bytes_written = bytes_written.load(std::memory_order_relaxed);
+  s.threads = static_cast<uint64_t>(runtime_->size());
+  s.tcp_port = config_.unix_socket.empty() ? listener_->address().port() : 0;
+  s.item_size_max = config_.max_item_size;
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
+  if (config.threads < 1 || config.threads > 256) {
+    return absl::InvalidArgumentError("-t must be 1..256");
+  }
+  std::unique_ptr<Server> server(new Server(config));
+  server->started_unix_ = absl::ToUnixSeconds(absl::Now());
+  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create({.shards = config.threads});
+  if (!rt.ok()) return rt.status();
+  server->runtime_ = *std::move(rt);
+  Server* raw = server.get();
+  const size_t per_shard = (config.memory_mb << 20) / static_cast<size_t>(config.threads);
+  absl::StatusOr<std::unique_ptr<PerShard<ShardState>>> states =
+      PerShard<ShardState>::Create(*server->runtime_, [raw, per_shard](Shard& shard) {
+        StoreOptions o;
+        o.max_bytes = per_shard;
+        o.max_item_size = raw->config_.max_item_size;
+        o.cas_offset = static_cast<uint64_t>(shard.id()) + 1;  // disjoint CAS spaces
+        o.cas_stride = static_cast<uint64_t>(raw->config_.threads);
+        return std::make_unique<ShardState>(raw, shard.id(), o);
+      });
+  if (!states.ok()) return states.status();
+  server->states_ = *std::move(states);
+
+  absl::StatusOr<SocketAddress> address =
+      config.unix_socket.empty() ? SocketAddress::ParseHost(config.listen, config.port)
+                                 : SocketAddress::Unix(config.unix_socket);
+  if (!address.ok()) return address.status();
+  if (!config.unix_socket.empty()) unlink(config.unix_socket.c_str());
+  ShardedListenerOptions lo;
+  lo.mode = config.reuse_port && config.unix_socket.empty()
+                ? ShardedListenerOptions::Mode::kReusePort
+                : ShardedListenerOptions::Mode::kDispatcher;
+  lo.policy = ShardedListenerOptions::Policy::kLeastConnections;
+  absl::StatusOr<std::unique_ptr<ShardedListener>> listener = ShardedListener::Start(
+      *server->runtime_, *address,
+      [raw](Shard&, int fd, const SocketAddress&) {
+        if (raw->curr_connections.load(std::memory_order_relaxed) >= raw->config_.max_connections) {
+          static constexpr char kBusy[] = "ERROR Too many open connections\r\n";
+          [[maybe_unused]] ssize_t n = write(fd, kBusy, sizeof kBusy - 1);
+          close(fd);
+          return;
+        }
+        raw->curr_connections.fetch_add(1, std::memory_order_relaxed);
+        raw->total_connections.fetch_add(1, std::memory_order_relaxed);
+        raw->states_->local().Adopt(fd);
+      },
+      lo);
+  if (!listener.ok()) return listener.status();
+  server->listener_ = *std::move(listener);
+
+  // SIGINT/SIGTERM: stop gracefully (watched on shard 0, torn down there).
+  std::latch armed(1);
+  absl::Status signal_status;
+  absl::Status s = server->runtime_->SubmitTo(0, [raw, &armed, &signal_status] {
+    Shard& shard = *Shard::Current();
+    auto stop = [raw](int, int) { raw->runtime_->Shutdown(); };
+    auto* term = new SignalWatcher(shard.loop(), SIGTERM, stop);
+    auto* intr = new SignalWatcher(shard.loop(), SIGINT, stop);
+    signal_status = term->Start();
+    if (signal_status.ok()) signal_status = intr->Start();
+    shard.OnStop([term, intr] {
+      delete term;
+      delete intr;
+    });
+    armed.count_down();
+  });
+  if (!s.ok()) return s;
+  armed.wait();
+  if (!signal_status.ok()) return signal_status;
+  return server;
+}
+
+Server::~Server() {
+  Stop();
+  Wait();
+}
+
+void Server::Stop() {
+  if (runtime_ == nullptr) return;
+  if (listener_ != nullptr && !runtime_->stopping()) listener_->Stop();
+  runtime_->Shutdown();
+}
+
+void Server::Wait() {
+  if (runtime_ != nullptr) runtime_->Wait().IgnoreError();
+}
+
+}  // namespace evactor::memcached
