@@ -25,38 +25,13 @@
 #include <utility>
 
 #include "io/buffer.h"
+#include "tests/io/eol_model.h"
 
 namespace evactor {
 namespace {
 
-std::optional<EolMatch> ModelEol(const std::string& s, EolStyle style, size_t from) {
-  if (from >= s.size()) return std::nullopt;
-  size_t p;
-  switch (style) {
-    case EolStyle::kLf:
-    case EolStyle::kNul:
-      p = s.find(style == EolStyle::kLf ? '\n' : '\0', from);
-      if (p == std::string::npos) return std::nullopt;
-      return EolMatch{p, 1};
-    case EolStyle::kCrlf:
-      p = s.find('\n', from);
-      if (p == std::string::npos) return std::nullopt;
-      if (p > from && s[p - 1] == '\r') return EolMatch{p - 1, 2};
-      return EolMatch{p, 1};
-    case EolStyle::kCrlfStrict:
-      p = s.find("\r\n", from);
-      if (p == std::string::npos) return std::nullopt;
-      return EolMatch{p, 2};
-    case EolStyle::kAny: {
-      p = s.find_first_of("\r\n", from);
-      if (p == std::string::npos) return std::nullopt;
-      size_t q = p;
-      while (q < s.size() && (s[q] == '\r' || s[q] == '\n')) ++q;
-      return EolMatch{p, q - p};
-    }
-  }
-  return std::nullopt;
-}
+using test_model::ModelEol;
+
 
 [[noreturn]] void Fail(const char* what, size_t step) {
   std::fprintf(stderr, "buffer_fuzz: mismatch in %s at step %zu\n", what, step);

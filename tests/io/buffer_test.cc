@@ -6,6 +6,7 @@
 // every sequence that could leave an empty segment behind. A randomized differential
 // test runs long operation sequences against a std::string model.
 #include "io/buffer.h"
+#include "tests/io/eol_model.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,38 +87,8 @@ std::vector<std::string_view> Pieces(Buffer& b) {
   return out;
 }
 
-// libevent's rules on a plain string: the reference the buffer is checked against.
-std::optional<EolMatch> ModelEol(const std::string& s, EolStyle style, size_t from = 0) {
-  if (from >= s.size()) return std::nullopt;
-  size_t p;
-  switch (style) {
-    case EolStyle::kLf:
-      p = s.find('\n', from);
-      if (p == std::string::npos) return std::nullopt;
-      return EolMatch{p, 1};
-    case EolStyle::kNul:
-      p = s.find('\0', from);
-      if (p == std::string::npos) return std::nullopt;
-      return EolMatch{p, 1};
-    case EolStyle::kCrlf:
-      p = s.find('\n', from);
-      if (p == std::string::npos) return std::nullopt;
-      if (p > from && s[p - 1] == '\r') return EolMatch{p - 1, 2};
-      return EolMatch{p, 1};
-    case EolStyle::kCrlfStrict:
-      p = s.find("\r\n", from);
-      if (p == std::string::npos) return std::nullopt;
-      return EolMatch{p, 2};
-    case EolStyle::kAny: {
-      p = s.find_first_of("\r\n", from);
-      if (p == std::string::npos) return std::nullopt;
-      size_t q = p;
-      while (q < s.size() && (s[q] == '\r' || s[q] == '\n')) ++q;
-      return EolMatch{p, q - p};
-    }
-  }
-  return std::nullopt;
-}
+using test_model::ModelEol;
+
 
 std::optional<std::string> ModelReadLine(std::string& s, EolStyle style) {
   std::optional<EolMatch> m = ModelEol(s, style);
