@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/clock.h"
 #include "io/buffered_socket.h"
+#include "io/socket_util.h"
 #include "runtime/signal_watcher.h"
 
 namespace evactor::memcached {
@@ -265,6 +266,8 @@ class Connection {
 ShardState::~ShardState() = default;
 
 void ShardState::Adopt(int fd) {
+  // Replies are small and must not wait for an ACK (memcached sets it too).
+  SetNoDelay(fd).IgnoreError();
   const uint64_t id = next_id_++;
   conns_.emplace(id, std::make_unique<Connection>(this, id, fd));
 }
