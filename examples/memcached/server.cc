@@ -106,33 +106,47 @@ class Connection {
     FlushSlots();
   }
 
+  // Responses computed here go straight into `direct_` (one reused string, written
+  // once per read) while no earlier response is still pending on another shard;
+  // otherwise they take a slot so that order is kept.
+  void Answer(const Request& request, Store* store, const ExecuteOptions& options = {}) {
+    if (slots_.empty()) {
+      if (Execute(request, store, &direct_, options) == Disposition::kClose) {
+        close_pending_ = true;
+        close_after_direct_ = true;
+      }
+      return;
+    }
+    const uint64_t seq = NewSlot();
+    std::string out;
+    if (Execute(request, store, &out, options) == Disposition::kClose) {
+      slots_[seq - base_seq_].close_after = true;
+      close_pending_ = true;
+    }
+    Fill(seq, std::move(out));
+  }
+
+  // Moves what was answered directly so far behind the slots (called before the
+  // first slot is taken, so that it is written first).
   uint64_t NewSlot() {
+    if (!direct_.empty() && slots_.empty()) WriteDirect();
     slots_.emplace_back();
     return base_seq_ + slots_.size() - 1;
   }
 
   void Dispatch(const Request& request) {
     Store& store = state_->store();
+    const int here = state_->shard();
     switch (RouteOf(request)) {
-      case Route::kLocal: {
-        const uint64_t seq = NewSlot();
-        std::string out;
-        if (Execute(request, nullptr, &out) == Disposition::kClose) {
-          slots_[seq - base_seq_].close_after = true;
-          close_pending_ = true;
-        }
-        Fill(seq, std::move(out));
+      case Route::kLocal:
+        Answer(request, nullptr);
         return;
-      }
       case Route::kKey: {
-        const uint64_t seq = NewSlot();
         const int owner = server_->Owner(request.key());
-        if (owner == state_->shard()) {
-          std::string out;
-          Execute(request, &store, &out);
-          Fill(seq, std::move(out));
+        if (owner == here) {
+          Answer(request, &store);
         } else {
-          Remote(owner, OwnedRequest(request), seq, ExecuteOptions{});
+          Remote(owner, OwnedRequest(request), NewSlot(), ExecuteOptions{});
         }
         return;
       }
@@ -144,22 +158,29 @@ class Connection {
           const int owner = server_->Owner(keys[begin]);
           size_t end = begin + 1;
           while (end < keys.size() && server_->Owner(keys[end]) == owner) ++end;
-          const uint64_t seq = NewSlot();
-          OwnedRequest owned(request);
-          Request& r = owned.mutable_request();
-          absl::InlinedVector<std::string_view, 1> subset(r.keys.begin() + begin,
-                                                          r.keys.begin() + end);
-          r.keys = std::move(subset);
-          if (owner == state_->shard()) {
-            std::string out;
-            Execute(owned.request(), &store, &out, ExecuteOptions{.write_end = false});
-            Fill(seq, std::move(out));
+          if (owner == here && begin == 0 && end == keys.size()) {
+            Answer(request, &store);  // all keys are ours: the common single-key get
+            return;
+          }
+          if (owner == here) {
+            Request part = request;  // views into the parser: valid during this call
+            part.keys.assign(keys.begin() + begin, keys.begin() + end);
+            Answer(part, &store, ExecuteOptions{.write_end = false});
           } else {
-            Remote(owner, std::move(owned), seq, ExecuteOptions{.write_end = false});
+            OwnedRequest owned(request);
+            Request& r = owned.mutable_request();
+            absl::InlinedVector<std::string_view, 1> subset(r.keys.begin() + begin,
+                                                            r.keys.begin() + end);
+            r.keys = std::move(subset);
+            Remote(owner, std::move(owned), NewSlot(), ExecuteOptions{.write_end = false});
           }
           begin = end;
         }
-        Fill(NewSlot(), std::string(kEnd));
+        if (slots_.empty()) {
+          direct_.append(kEnd);
+        } else {
+          Fill(NewSlot(), std::string(kEnd));
+        }
         return;
       }
       case Route::kAllShards:
@@ -167,6 +188,12 @@ class Connection {
         FanOut(request, NewSlot());
         return;
     }
+  }
+
+  void WriteDirect() {
+    server_->bytes_written.fetch_add(direct_.size(), std::memory_order_relaxed);
+    socket_->Write(direct_);
+    direct_.clear();  // keeps its capacity: no allocation per request
   }
 
   void Fill(uint64_t seq, std::string out) {
@@ -233,6 +260,10 @@ class Connection {
 
   void FlushSlots() {
     bool wrote = false;
+    if (!direct_.empty() && slots_.empty()) {
+      WriteDirect();
+      wrote = true;
+    }
     while (!slots_.empty() && slots_.front().ready) {
       Slot& slot = slots_.front();
       if (!slot.bytes.empty()) {
@@ -247,6 +278,12 @@ class Connection {
         socket_->Flush().IgnoreError();
         return Close();
       }
+      // Once the slots are drained, answers computed meanwhile follow them.
+      if (slots_.empty() && !direct_.empty()) WriteDirect();
+    }
+    if (close_after_direct_ && slots_.empty()) {
+      socket_->Flush().IgnoreError();
+      return Close();
     }
     if (wrote) socket_->Flush().IgnoreError();
   }
@@ -260,7 +297,9 @@ class Connection {
   std::unique_ptr<BufferedSocket> socket_;
   std::deque<Slot> slots_;
   uint64_t base_seq_ = 0;
+  std::string direct_;  // answers not waiting behind a slot
   bool close_pending_ = false;
+  bool close_after_direct_ = false;  // quit answered directly: close once written
 };
 
 ShardState::~ShardState() = default;
