@@ -20,7 +20,9 @@ BufferedSocket::BufferedSocket(Loop& loop, int fd, BufferedSocketOptions options
     : loop_(loop), fd_(fd), options_(options) {
   if (fd_ >= 0) SetNonBlocking(fd_).IgnoreError();
   input_.set_max_read(options_.max_single_read);
-  input_.AddCallback([this](Buffer&, const SizeChange& c) { OnInputChanged(c); });
+  // The input callback matters only with a read high watermark (resume reading when
+  // the user drains); it is added by SetWatermark, so that the common case does not
+  // pay a callback round per read and per drain.
   output_.AddCallback([this](Buffer&, const SizeChange& c) { OnOutputChanged(c); });
   if (fd_ >= 0) {
     reader_ = std::make_unique<IoWatcher>(loop_, fd_, kRead,
@@ -106,6 +108,10 @@ void BufferedSocket::SetWatermark(uint32_t directions, size_t low, size_t high) 
   if (directions & kBevReading) {
     read_low_ = low;
     read_high_ = high;
+    if (high != 0 && !input_callback_added_) {
+      input_callback_added_ = true;
+      input_.AddCallback([this](Buffer&, const SizeChange& c) { OnInputChanged(c); });
+    }
     UpdateReadInterest();
   }
   if (directions & kBevWriting) write_low_ = low;

@@ -230,6 +230,7 @@ class BufferedSocket {
   Buffer raw_out_;
   bool in_filtering_ = false;  // guards FilterInput re-entry from input callbacks
   bool in_read_callback_ = false;  // output is written when the read callback returns
+  bool input_callback_added_ = false;
   // Rate limits.
   std::unique_ptr<TokenBucket> limit_;
   RateLimitGroup* group_ = nullptr;
