@@ -6,11 +6,13 @@
 
 #include <deque>
 #include <functional>
+#include <type_traits>
 #include <latch>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "examples/memcached/binary_protocol.h"
 #include "absl/time/clock.h"
 #include "io/buffered_socket.h"
 #include "io/socket_util.h"
@@ -59,7 +61,35 @@ class ShardState {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
 };
 
-// One client connection, on the shard that owns its socket.
+// The two wire protocols behind one set of routing code.
+struct AsciiProtocol {
+  using Req = Request;
+  using Owned = OwnedRequest;
+  static Disposition Exec(const Req& r, Store* store, std::string* out,
+                          const ExecuteOptions& options) {
+    return Execute(r, store, out, options);
+  }
+  static void Stats(const Req& r, const ServerStats& server, const StoreStats& sum,
+                    std::string* out) {
+    AppendStats(r.stats_group, server, sum, out);
+  }
+};
+
+struct BinaryProtocol {
+  using Req = BinaryRequest;
+  using Owned = OwnedBinaryRequest;
+  static Disposition Exec(const Req& r, Store* store, std::string* out,
+                          const ExecuteOptions& options) {
+    return ExecuteBinary(r, store, out, BinaryExecuteOptions{.version = options.version});
+  }
+  static void Stats(const Req& r, const ServerStats& server, const StoreStats& sum,
+                    std::string* out) {
+    AppendBinaryStats(r, BinaryStatsGroup(r).value_or(StatsGroup::kGeneral), server, sum, out);
+  }
+};
+
+// One client connection, on the shard that owns its socket. Like memcached, the first
+// byte decides the protocol: 0x80 is binary, anything else ASCII.
 class Connection {
  public:
   Connection(ShardState* state, uint64_t id, int fd)
@@ -93,15 +123,38 @@ class Connection {
   void OnRead() {
     Buffer& in = socket_->input();
     const size_t n = in.size();
+    if (n == 0) return;
     server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
-    std::span<char> room = parser_.Reserve(n);
-    parser_.Commit(in.Remove(room.data(), n));
-    Request request;
-    while (!close_pending_) {
-      const ParseStatus status = parser_.Next(&request);
-      if (status == ParseStatus::kNeedMore) break;
-      if (status == ParseStatus::kClose) return Close();  // line too long: no reply
-      Dispatch(request);
+    if (binary_ == nullptr && !ascii_) {
+      char first = 0;
+      in.CopyOut(&first, 1);
+      if (static_cast<unsigned char>(first) == 0x80) {
+        binary_ = std::make_unique<BinaryParser>(
+            BinaryParserOptions{.max_item_size = server_->config().max_item_size});
+      } else {
+        ascii_ = true;
+      }
+    }
+    if (binary_ != nullptr) {
+      binary_->Feed(in.Pullup(n));
+      in.Drain(n);
+      BinaryRequest request;
+      while (!close_pending_) {
+        const ParseStatus status = binary_->Next(&request);
+        if (status == ParseStatus::kNeedMore) break;
+        if (status == ParseStatus::kClose) return Close();  // bad magic or body: no reply
+        Dispatch<BinaryProtocol>(request);
+      }
+    } else {
+      std::span<char> room = parser_.Reserve(n);
+      parser_.Commit(in.Remove(room.data(), n));
+      Request request;
+      while (!close_pending_) {
+        const ParseStatus status = parser_.Next(&request);
+        if (status == ParseStatus::kNeedMore) break;
+        if (status == ParseStatus::kClose) return Close();  // line too long: no reply
+        Dispatch<AsciiProtocol>(request);
+      }
     }
     FlushSlots();
   }
@@ -109,9 +162,10 @@ class Connection {
   // Responses computed here go straight into `direct_` (one reused string, written
   // once per read) while no earlier response is still pending on another shard;
   // otherwise they take a slot so that order is kept.
-  void Answer(const Request& request, Store* store, const ExecuteOptions& options = {}) {
+  template <typename P>
+  void Answer(const typename P::Req& request, Store* store, const ExecuteOptions& options = {}) {
     if (slots_.empty()) {
-      if (Execute(request, store, &direct_, options) == Disposition::kClose) {
+      if (P::Exec(request, store, &direct_, options) == Disposition::kClose) {
         close_pending_ = true;
         close_after_direct_ = true;
       }
@@ -119,7 +173,7 @@ class Connection {
     }
     const uint64_t seq = NewSlot();
     std::string out;
-    if (Execute(request, store, &out, options) == Disposition::kClose) {
+    if (P::Exec(request, store, &out, options) == Disposition::kClose) {
       slots_[seq - base_seq_].close_after = true;
       close_pending_ = true;
     }
@@ -134,59 +188,70 @@ class Connection {
     return base_seq_ + slots_.size() - 1;
   }
 
-  void Dispatch(const Request& request) {
+  template <typename P>
+  void Dispatch(const typename P::Req& request) {
     Store& store = state_->store();
     const int here = state_->shard();
     switch (RouteOf(request)) {
       case Route::kLocal:
-        Answer(request, nullptr);
+        Answer<P>(request, nullptr);
         return;
       case Route::kKey: {
-        const int owner = server_->Owner(request.key());
+        const int owner = server_->Owner(KeyOf(request));
         if (owner == here) {
-          Answer(request, &store);
+          Answer<P>(request, &store);
         } else {
-          Remote(owner, OwnedRequest(request), NewSlot(), ExecuteOptions{});
+          Remote<P>(owner, typename P::Owned(request), NewSlot(), ExecuteOptions{});
         }
         return;
       }
-      case Route::kKeys: {
-        // Runs of consecutive keys with one owner keep the VALUE lines in order.
-        const auto& keys = request.keys;
-        size_t begin = 0;
-        while (begin < keys.size()) {
-          const int owner = server_->Owner(keys[begin]);
-          size_t end = begin + 1;
-          while (end < keys.size() && server_->Owner(keys[end]) == owner) ++end;
-          if (owner == here && begin == 0 && end == keys.size()) {
-            Answer(request, &store);  // all keys are ours: the common single-key get
-            return;
-          }
-          if (owner == here) {
-            Request part = request;  // views into the parser: valid during this call
-            part.keys.assign(keys.begin() + begin, keys.begin() + end);
-            Answer(part, &store, ExecuteOptions{.write_end = false});
-          } else {
-            OwnedRequest owned(request);
-            Request& r = owned.mutable_request();
-            absl::InlinedVector<std::string_view, 1> subset(r.keys.begin() + begin,
-                                                            r.keys.begin() + end);
-            r.keys = std::move(subset);
-            Remote(owner, std::move(owned), NewSlot(), ExecuteOptions{.write_end = false});
-          }
-          begin = end;
-        }
-        if (slots_.empty()) {
-          direct_.append(kEnd);
-        } else {
-          Fill(NewSlot(), std::string(kEnd));
-        }
+      case Route::kKeys:
+        if constexpr (std::is_same_v<P, AsciiProtocol>) MultiGet(request);
         return;
-      }
       case Route::kAllShards:
       case Route::kStats:
-        FanOut(request, NewSlot());
+        FanOut<P>(request, NewSlot());
         return;
+    }
+  }
+
+  static std::string_view KeyOf(const Request& r) { return r.key(); }
+  static std::string_view KeyOf(const BinaryRequest& r) { return r.key; }
+
+  // get/gets/gat/gats with several keys: runs of consecutive keys with one owner keep
+  // the VALUE lines in request order.
+  void MultiGet(const Request& request) {
+    Store& store = state_->store();
+    const int here = state_->shard();
+    const auto& keys = request.keys;
+    size_t begin = 0;
+    while (begin < keys.size()) {
+      const int owner = server_->Owner(keys[begin]);
+      size_t end = begin + 1;
+      while (end < keys.size() && server_->Owner(keys[end]) == owner) ++end;
+      if (owner == here && begin == 0 && end == keys.size()) {
+        Answer<AsciiProtocol>(request, &store);  // all ours: the common single-key get
+        return;
+      }
+      if (owner == here) {
+        Request part = request;  // views into the parser: valid during this call
+        part.keys.assign(keys.begin() + begin, keys.begin() + end);
+        Answer<AsciiProtocol>(part, &store, ExecuteOptions{.write_end = false});
+      } else {
+        OwnedRequest owned(request);
+        Request& r = owned.mutable_request();
+        absl::InlinedVector<std::string_view, 1> subset(r.keys.begin() + begin,
+                                                        r.keys.begin() + end);
+        r.keys = std::move(subset);
+        Remote<AsciiProtocol>(owner, std::move(owned), NewSlot(),
+                              ExecuteOptions{.write_end = false});
+      }
+      begin = end;
+    }
+    if (slots_.empty()) {
+      direct_.append(kEnd);
+    } else {
+      Fill(NewSlot(), std::string(kEnd));
     }
   }
 
@@ -202,14 +267,15 @@ class Connection {
     slot.ready = true;
   }
 
-  void Remote(int owner, OwnedRequest owned, uint64_t seq, ExecuteOptions options) {
+  template <typename P>
+  void Remote(int owner, typename P::Owned owned, uint64_t seq, ExecuteOptions options) {
     Server* server = server_;
     const int home = state_->shard();
     const uint64_t id = id_;
     SendReliably(server->runtime(), owner,
                  [server, home, id, seq, owned = std::move(owned), options]() mutable {
                    std::string out;
-                   Execute(owned.request(), &server->states().local().store(), &out, options);
+                   P::Exec(owned.request(), &server->states().local().store(), &out, options);
                    SendReliably(server->runtime(), home,
                                 [server, id, seq, out = std::move(out)]() mutable {
                                   server->states().local().Deliver(id, seq, std::move(out));
@@ -219,29 +285,30 @@ class Connection {
 
   // flush_all / stats reset (every shard runs it; one shard's bytes answer) and stats
   // (the sum of every shard's counters).
-  void FanOut(const Request& request, uint64_t seq) {
+  template <typename P>
+  void FanOut(const typename P::Req& request, uint64_t seq) {
     struct Gather {
       int remaining;
       StoreStats sum;
       std::string first;
+      typename P::Owned request;
     };
     Server* server = server_;
     const int n = server->runtime().size();
     const int home = state_->shard();
     const uint64_t id = id_;
     const bool stats = RouteOf(request) == Route::kStats;
-    const StatsGroup group = request.stats_group;
-    auto* gather = new Gather{n, {}, {}};
+    auto* gather = new Gather{n, {}, {}, typename P::Owned(request)};
     for (int i = 0; i < n; ++i) {
       SendReliably(server->runtime(), i,
-                   [server, home, id, seq, gather, stats, group, i,
-                    owned = OwnedRequest(request)]() mutable {
+                   [server, home, id, seq, gather, stats, i,
+                    owned = typename P::Owned(request)]() mutable {
                      Store& store = server->states().local().store();
                      std::string out;
-                     if (!stats) Execute(owned.request(), &store, &out);
+                     if (!stats) P::Exec(owned.request(), &store, &out, ExecuteOptions{});
                      StoreStats st = store.stats();
                      SendReliably(server->runtime(), home,
-                                  [server, id, seq, gather, stats, group, i, st,
+                                  [server, id, seq, gather, stats, i, st,
                                    out = std::move(out)]() mutable {
                                     gather->sum += st;
                                     if (i == 0) gather->first = std::move(out);
@@ -249,7 +316,8 @@ class Connection {
                                     std::string reply = std::move(gather->first);
                                     if (stats) {
                                       reply.clear();
-                                      AppendStats(group, server->Stats(), gather->sum, &reply);
+                                      P::Stats(gather->request.request(), server->Stats(),
+                                               gather->sum, &reply);
                                     }
                                     delete gather;
                                     server->states().local().Deliver(id, seq, std::move(reply));
@@ -294,6 +362,8 @@ class Connection {
   Server* server_;
   uint64_t id_;
   RequestParser parser_;
+  std::unique_ptr<BinaryParser> binary_;  // set once the first byte was 0x80
+  bool ascii_ = false;
   std::unique_ptr<BufferedSocket> socket_;
   std::deque<Slot> slots_;
   uint64_t base_seq_ = 0;
