@@ -308,30 +308,17 @@ class RemotePromise {
   RemotePromise(Runtime* runtime, int home, internal::FutureState<T>* state)
       : runtime_(runtime), home_(home), state_(state) {}
 
-  // Sends the value home. A full ring is retried from the sender's loop; a closed
+  // Sends the value home (a full ring is retried from the sender's loop). A closed
   // home (the runtime is stopping) leaves the state alone: nobody waits there any
   // more, and it must not be touched from this thread.
   void Deliver(internal::FutureState<T>* state, absl::StatusOr<T> value) {
-    Runtime::Message m = [state, v = std::move(value)]() mutable {
-      state->Set(std::move(v));
-      if (state->Release(true)) delete state;
-    };
-    absl::Status s = runtime_->TrySubmitTo(home_, m);
-    if (s.ok() || s.code() != absl::StatusCode::kResourceExhausted) return;
-    Shard* here = Shard::Current();
-    if (here == nullptr) return;
-    Runtime* rt = runtime_;
-    const int home = home_;
-    struct Retry {
-      static void Go(Runtime* rt, int home, Runtime::Message m) {
-        absl::Status s = rt->TrySubmitTo(home, m);
-        if (s.code() == absl::StatusCode::kResourceExhausted) {
-          Shard::Current()->loop().Defer(
-              [rt, home, m = std::move(m)]() mutable { Go(rt, home, std::move(m)); });
-        }
-      }
-    };
-    here->loop().Defer([rt, home, m = std::move(m)]() mutable { Retry::Go(rt, home, std::move(m)); });
+    runtime_
+        ->SubmitToRetrying(home_,
+                           [state, v = std::move(value)]() mutable {
+                             state->Set(std::move(v));
+                             if (state->Release(true)) delete state;
+                           })
+        .IgnoreError();
   }
 
   Runtime* runtime_ = nullptr;

@@ -20,7 +20,13 @@ class Shard::Hooks final : public LoopHooks {
  public:
   explicit Hooks(Shard* shard) : shard_(shard) {}
   bool BeforePoll(bool may_block) override {
+    shard_->FlushBacklog();
     shard_->FlushWakeups();
+    // A backlog waits for room in another shard's ring: poll again without blocking.
+    if (shard_->backlog_count_.load(std::memory_order_relaxed) != 0) {
+      shard_->CheckShutdown();
+      return true;
+    }
     // A shutdown step changed what the loop waits for (a new timer, or the exit):
     // poll without blocking so the next iteration sees it.
     if (shard_->CheckShutdown()) return true;
@@ -70,6 +76,22 @@ void Shard::MarkSent(int target) {
   }
 }
 
+void Shard::FlushBacklog() {
+  size_t left = backlog_count_.load(std::memory_order_relaxed);
+  if (left == 0) return;
+  for (int target = 0; target < static_cast<int>(backlog_.size()); ++target) {
+    auto& queue = backlog_[target];
+    while (!queue.empty()) {
+      absl::Status s = runtime_->TrySubmitTo(target, queue.front());
+      if (s.code() == absl::StatusCode::kResourceExhausted) break;  // next pass
+      // Sent, or the target has stopped (then nobody will run it: drop it).
+      queue.pop_front();
+      --left;
+    }
+  }
+  backlog_count_.store(left, std::memory_order_relaxed);
+}
+
 void Shard::FlushWakeups() {
   for (int target : sent_to_) {
     sent_flag_[target] = 0;
@@ -109,7 +131,17 @@ void Shard::Finish() {
   mailbox_->Close();
   // What was published before the close runs; sends after it fail at the sender.
   mailbox_->DrainAll();
+  FlushBacklog();
   FlushWakeups();
+  // Whatever still waits for room in a full ring (only after the grace period) is
+  // dropped, and counted.
+  size_t left = 0;
+  for (auto& queue : backlog_) {
+    left += queue.size();
+    queue.clear();
+  }
+  backlog_count_.store(0, std::memory_order_relaxed);
+  if (left != 0) runtime_->dropped_.fetch_add(left, std::memory_order_relaxed);
   for (auto& fn : on_stop_) fn();
   on_stop_.clear();
   // Actors die on their own shard, after the stop callbacks (which may still use
@@ -136,6 +168,7 @@ void Shard::ThreadMain(std::atomic<int>* ready, absl::Status* error) {
   hooks_ = std::make_unique<Hooks>(this);
   loop_->SetHooks(hooks_.get());
   sent_flag_.assign(runtime_->size(), 0);
+  backlog_.resize(runtime_->size());
   ready->fetch_add(1);
   // Wait until every shard is up so that SubmitTo never sees a missing mailbox.
   while (ready->load() < runtime_->size()) std::this_thread::yield();
@@ -206,6 +239,22 @@ absl::Status Runtime::TrySubmitTo(int target, Message& fn) {
 
 absl::Status Runtime::SubmitTo(int target, Message fn) { return TrySubmitTo(target, fn); }
 
+absl::Status Runtime::SubmitToRetrying(int target, Message fn) {
+  Shard* here = Shard::Current();
+  if (here == nullptr || &here->runtime() != this || target < 0 || target >= size()) {
+    return TrySubmitTo(target, fn);
+  }
+  auto& queue = here->backlog_[target];
+  if (queue.empty()) {
+    absl::Status s = TrySubmitTo(target, fn);
+    if (s.code() != absl::StatusCode::kResourceExhausted) return s;
+  }
+  queue.push_back(std::move(fn));
+  here->backlog_count_.store(here->backlog_count_.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
 absl::Status Runtime::ForEachShard(std::function<void(Shard&)> fn) {
   absl::Status first;
   for (int i = 0; i < size(); ++i) {
@@ -238,7 +287,9 @@ bool Runtime::Quiescent() {
   // Consumed counts are read after published ones and only grow: equality means
   // everything published by the first look has finished running. Seeing the same
   // total twice means nothing new was published in between.
-  const bool idle = consumed == published && published == last_published_;
+  size_t backlog = 0;
+  for (auto& s : shards_) backlog += s->backlog_count_.load(std::memory_order_relaxed);
+  const bool idle = consumed == published && published == last_published_ && backlog == 0;
   last_published_ = published;
   return idle;
 }

@@ -32,6 +32,7 @@
 #define EVACTOR_RUNTIME_RUNTIME_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -115,6 +116,7 @@ class Shard {
   void ThreadMain(std::atomic<int>* ready, absl::Status* error);
   void MarkSent(int target);
   void FlushWakeups();
+  void FlushBacklog();
   bool CheckShutdown();  // true: the loop must not block this time
   void Finish();
 
@@ -124,6 +126,8 @@ class Shard {
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Mailbox> mailbox_;
   std::unique_ptr<Hooks> hooks_;
+  std::vector<std::deque<absl::AnyInvocable<void()>>> backlog_;  // per target (SubmitToRetrying)
+  std::atomic<size_t> backlog_count_{0};  // written by this shard, read by shard 0
   std::vector<int> sent_to_;       // shards this one published to since its last poll
   std::vector<char> sent_flag_;    // sent_flag_[i]: i is in sent_to_
   std::vector<absl::AnyInvocable<void()>> on_stop_;
@@ -155,6 +159,14 @@ class Runtime {
   absl::Status SubmitTo(int target, Message fn);
   // As SubmitTo, leaving `fn` with the caller when it fails (for retrying).
   absl::Status TrySubmitTo(int target, Message& fn);
+  // As SubmitTo, but a full ring is not an error: called on a shard, the message
+  // waits in that shard's backlog for `target` and is sent from its loop, before it
+  // blocks, in order with every later SubmitToRetrying to the same target (so
+  // per-sender order holds). The loop keeps draining its own mailbox meanwhile, so
+  // two shards flooding each other cannot deadlock. A backlog counts as in flight for
+  // Shutdown. Errors: a bad index, or the target has stopped (fn is dropped); off a
+  // shard it behaves as SubmitTo.
+  absl::Status SubmitToRetrying(int target, Message fn);
   // Runs a copy of `fn` on every shard. Returns the first error; shards that
   // accepted their copy run it.
   absl::Status ForEachShard(std::function<void(Shard&)> fn);

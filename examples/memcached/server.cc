@@ -22,16 +22,9 @@ namespace evactor::memcached {
 
 namespace {
 
-// Sends `m` to `target`, retrying from this shard's loop while the ring is full (a
-// reply must not be lost). Gives up only when the target has stopped.
+// A reply or a forwarded request must not be lost to a full ring.
 void SendReliably(Runtime& rt, int target, Runtime::Message m) {
-  absl::Status s = rt.TrySubmitTo(target, m);
-  if (s.code() != absl::StatusCode::kResourceExhausted) return;
-  Shard* here = Shard::Current();
-  if (here == nullptr) return;
-  here->loop().Defer([&rt, target, m = std::move(m)]() mutable {
-    SendReliably(rt, target, std::move(m));
-  });
+  rt.SubmitToRetrying(target, std::move(m)).IgnoreError();
 }
 
 }  // namespace

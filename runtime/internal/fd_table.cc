@@ -70,6 +70,15 @@ void FdTable::Remove(IoWatcher* w) {
   Entry& e = entries_[w->fd_];
   Unlink(e, w);
   Recompute(e);
+  if (e.wanted == 0 && e.kernel != 0) {
+    // The last watcher of the fd went away: unregister now, not at the next flush.
+    // Owners close an fd right after destroying its watchers; a deferred DEL would
+    // then hit a closed number, which another thread may already have reused.
+    ++backend_calls_;
+    backend_->Apply(w->fd_, e.kernel, 0, e.kernel_edge).IgnoreError();
+    e.kernel = 0;
+    return;
+  }
   if (e.wanted != e.kernel || (e.wanted != 0 && e.edge != e.kernel_edge)) MarkDirty(w->fd_, e);
 }
 

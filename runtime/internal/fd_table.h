@@ -5,7 +5,10 @@
 //
 // Changes are collected, not applied: a watcher stopped and started again before the
 // loop next waits (a one-shot watcher re-armed by its callback, a socket toggling
-// write interest) costs no system call. Flush() applies what differs just before the
+// write interest while it still reads) costs no system call. The one exception is
+// the last watcher of an fd going away: that is applied at once, because owners close
+// the fd right after, and a deferred unregistration would reach a closed (perhaps
+// already reused) fd number. Flush() applies what differs just before the
 // loop waits. A new binding (a watcher's first Start, or after set_fd) is applied at
 // once, so that its errors reach Start() and a stale registration of a closed,
 // reused fd number is corrected.
