@@ -609,12 +609,8 @@ size_t Buffer::CopyOut(size_t from, void* out, size_t n) {
   size_t end = n > size_ - from ? size_ : from + n;
   end = Loaded(end);
   if (end <= from) return 0;
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   char* dst = static_cast<char*>(out);
   size_t off = from - base;
   size_t rest = end - from;
@@ -685,12 +681,8 @@ size_t Buffer::Peek(size_t from, size_t n, std::span<std::string_view> out) {
   size_t end = n > size_ - from ? size_ : from + n;
   end = Loaded(end);
   if (end <= from) return 0;
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   size_t pieces = 0;
   size_t off = from - base;
   size_t pos = from;
@@ -716,12 +708,8 @@ std::optional<size_t> Buffer::Search(std::string_view needle, size_t from, size_
   if (m == 1) return FindByte(needle[0], from, limit);
 
   const Needle prepared(needle);
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   for (size_t off = from - base; s != nullptr && base < limit;
        base += s->len, s = s->next, off = 0) {
     const size_t usable = std::min(s->len, limit - base);
@@ -770,14 +758,21 @@ std::optional<size_t> Buffer::Search(std::string_view needle, size_t from, size_
   return std::nullopt;
 }
 
-std::optional<size_t> Buffer::FindByte(char c, size_t from, size_t limit) const {
-  if (from >= limit) return std::nullopt;
+const internal::Segment* Buffer::SegmentAt(size_t pos, size_t* base) const {
   const Segment* s = head_;
-  size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
+  size_t b = 0;
+  while (b + s->len <= pos) {
+    b += s->len;
     s = s->next;
   }
+  *base = b;
+  return s;
+}
+
+std::optional<size_t> Buffer::FindByte(char c, size_t from, size_t limit) const {
+  if (from >= limit) return std::nullopt;
+  size_t base = 0;
+  const Segment* s = SegmentAt(from, &base);
   for (size_t off = from - base; s != nullptr && base < limit;
        base += s->len, s = s->next, off = 0) {
     const size_t usable = std::min(s->len, limit - base);
@@ -790,12 +785,8 @@ std::optional<size_t> Buffer::FindByte(char c, size_t from, size_t limit) const 
 
 std::optional<size_t> Buffer::FindCrOrLf(size_t from, size_t limit) const {
   if (from >= limit) return std::nullopt;
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   for (size_t off = from - base; s != nullptr && base < limit;
        base += s->len, s = s->next, off = 0) {
     const size_t usable = std::min(s->len, limit - base);
@@ -817,12 +808,8 @@ std::optional<size_t> Buffer::FindCrOrLf(size_t from, size_t limit) const {
 // has a CR just before it (at or after `from`).
 std::optional<EolMatch> Buffer::FindLfEol(size_t from, size_t limit, bool strict) const {
   if (from >= limit) return std::nullopt;
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   // The byte before the current segment's first one, or -1 when that is before
   // `from` (or there is none).
   int before = -1;
@@ -851,12 +838,8 @@ std::optional<EolMatch> Buffer::FindLfEol(size_t from, size_t limit, bool strict
 }
 
 size_t Buffer::CountCrLfRun(size_t from, size_t limit) const {
-  const Segment* s = head_;
   size_t base = 0;
-  while (base + s->len <= from) {
-    base += s->len;
-    s = s->next;
-  }
+  const Segment* s = SegmentAt(from, &base);
   size_t run = 0;
   for (size_t off = from - base; s != nullptr && base < limit;
        base += s->len, s = s->next, off = 0) {

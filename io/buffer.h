@@ -340,6 +340,9 @@ class Buffer {
   absl::Status LoadFilePrefix(internal::Segment* prev, internal::Segment* s, size_t k);
   absl::StatusOr<size_t> SendFileHead(int fd, size_t max, bool* unsupported);
 
+  // The segment holding byte `pos` (REQUIRES: pos < size_), and in *base the offset
+  // of its first byte.
+  const internal::Segment* SegmentAt(size_t pos, size_t* base) const;
   std::optional<size_t> FindByte(char c, size_t from, size_t limit) const;
   std::optional<size_t> FindCrOrLf(size_t from, size_t limit) const;
   std::optional<EolMatch> FindLfEol(size_t from, size_t limit, bool strict) const;
