@@ -17,8 +17,8 @@
 //      When the ring is full the sender yields to its loop with Loop::Defer and
 //      continues there (the Pump pattern of tests/runtime/runtime_test.cc).
 //      Also measured, for the analysis (no speedup line): the same closure that also
-//      captures a pointer to the sink (24 bytes: AnyInvocable puts it on the heap),
-//      and the 16-byte closure with a 64Ki-message ring instead of the default 4096.
+//      captures a pointer to the sink (24 bytes, still stored in the ring), and the
+//      16-byte closure with a 4 MiB ring instead of the default (1 MiB for 2 shards).
 //      Counted during the timed window: eventfd writes aimed at shard 1
 //      (Mailbox::Counters::wakeups_written), the receiver's blocking waits
 //      (Loop::Stats::sleeps) and refused sends (ring full).
@@ -257,7 +257,7 @@ struct Config {
   // Analysis knobs for the evactor one-way runs (defaults: the runtime's defaults).
   int oneway_poll_us = 0;      // MailboxOptions::poll_before_sleep
   uint64_t sender_chunk = 0;   // >0: the sender also yields to its loop every this many
-  uint64_t oneway_ring = 0;    // >0: MailboxOptions::shard_ring_capacity
+  uint64_t oneway_ring = 0;    // >0: MailboxOptions::shard_ring_bytes
   uint64_t oneway_batch = 0;   // >0: MailboxOptions::batch
 };
 
@@ -417,20 +417,19 @@ struct EvactorOneWay {
 };
 EvactorOneWay* g_oneway = nullptr;
 
-// The message closures. InlineMsg is what a 16-byte move costs; HeapMsg adds the one
-// pointer a handler usually needs (its actor or sink), which makes it 24 bytes — past
-// AnyInvocable's 16 bytes of inline storage, so every message is a heap allocation on
-// the sender and a free on the receiver.
+// The message closures, moved into the ring as they are (Runtime::TrySubmitTo takes
+// any callable). InlineMsg is the 16-byte payload alone; WideMsg adds the one pointer
+// a handler usually needs (its actor or sink), which makes it 24 bytes.
 struct InlineMsg {
   Payload p;
   void operator()() { g_sink.Take(p); }
 };
-struct HeapMsg {
+struct WideMsg {
   Payload p;
   OneWaySink* sink;
   void operator()() { sink->Take(p); }
 };
-static_assert(sizeof(InlineMsg) == 16 && sizeof(HeapMsg) == 24);
+static_assert(sizeof(InlineMsg) == 16 && sizeof(WideMsg) == 24);
 
 void EvactorLast(OneWaySink*) {
   // Runs on shard 1, in the handler of the last message: close the window.
@@ -444,21 +443,22 @@ void EvactorLast(OneWaySink*) {
   s.done.Signal();
 }
 
-template <bool kHeap>
+template <bool kWide>
 void EvactorSend() {
   EvactorOneWay& s = *g_oneway;
   Runtime& rt = *s.rt;
   const uint64_t stop = s.chunk != 0 ? std::min(s.n, s.next + s.chunk) : s.n;
   while (s.next < stop) {
     const Payload p = MakePayload(s.next);
-    Runtime::Message m;
-    if constexpr (kHeap) {
-      m = HeapMsg{p, &g_sink};
+    absl::Status st;
+    if constexpr (kWide) {
+      WideMsg m{p, &g_sink};
+      st = rt.TrySubmitTo(1, m);
     } else {
-      m = InlineMsg{p};
+      InlineMsg m{p};
+      st = rt.TrySubmitTo(1, m);
     }
-    absl::Status st = rt.TrySubmitTo(1, m);
-    if (!st.ok()) {
+    if (!st.ok()) [[unlikely]] {
       if (!absl::IsResourceExhausted(st)) Die("evactor one-way: %s", st.ToString().c_str());
       break;  // full
     }
@@ -468,13 +468,13 @@ void EvactorSend() {
     // Full (or --sender_chunk): go back to the loop, which flushes the wake-up and
     // drains our own inbox, and continue from there.
     ++s.yields;
-    Shard::Current()->loop().Defer([] { EvactorSend<kHeap>(); });
+    Shard::Current()->loop().Defer([] { EvactorSend<kWide>(); });
   }
 }
 
-OneWayResult RunEvactorOneWay(uint64_t n, bool heap, const evactor::MailboxOptions& mailbox,
+OneWayResult RunEvactorOneWay(uint64_t n, bool wide, const evactor::MailboxOptions& mailbox,
                               uint64_t chunk) {
-  const char* what = heap ? "evactor one-way (24-byte closure)" : "evactor one-way";
+  const char* what = wide ? "evactor one-way (24-byte closure)" : "evactor one-way";
   std::unique_ptr<Runtime> rt = StartRuntime(2, mailbox, what);
   EvactorOneWay s;
   s.rt = rt.get();
@@ -494,12 +494,12 @@ OneWayResult RunEvactorOneWay(uint64_t n, bool heap, const evactor::MailboxOptio
   if (!st.ok()) Die("%s: arm: %s", what, st.ToString().c_str());
   armed.WaitOrDie(what);
 
-  st = rt->SubmitTo(0, [&s, heap, &rt] {
+  st = rt->SubmitTo(0, [&s, wide, &rt] {
     s.t0 = NowNs();
     const evactor::Mailbox& box = rt->shard(1).mailbox();
     s.wakeups0 = box.counters().wakeups_written.load(std::memory_order_relaxed);
     s.full0 = box.counters().full.load(std::memory_order_relaxed);
-    if (heap) {
+    if (wide) {
       EvactorSend<true>();
     } else {
       EvactorSend<false>();
@@ -1053,7 +1053,7 @@ FanoutResult RunEvactorAskFanout(const Config& cfg, int shards, absl::Duration p
                "      oneway/mutex, oneway/libevent, pingpong/evactor, pingpong/evactor_poll,\n"
                "      pingpong/eventfd, fanout/evactor_ask, fanout/evactor_submit,\n"
                "      fanout/evactor_ask_poll, fanout/evactor_submit_poll,\n"
-               "      oneway/evactor_ring64k; a prefix selects a group,\n"
+               "      oneway/evactor_ring4m; a prefix selects a group,\n"
                "      a trailing '$' one name exactly\n");
   std::exit(1);
 }
@@ -1192,21 +1192,21 @@ int Run(int argc, char** argv) {
     std::printf("evactor one-way [non-default]: poll_before_sleep %d us, ring %zu (0: auto), batch %zu, "
                 "sender yields every %" PRIu64 " messages (0: only when full)\n",
                 cfg.oneway_poll_us,
-                cfg.oneway_ring != 0 ? static_cast<size_t>(cfg.oneway_ring) : defaults.shard_ring_capacity,
+                cfg.oneway_ring != 0 ? static_cast<size_t>(cfg.oneway_ring) : defaults.shard_ring_bytes,
                 cfg.oneway_batch != 0 ? static_cast<size_t>(cfg.oneway_batch) : defaults.batch,
                 cfg.sender_chunk);
   }
 
   // ---- Part 1.
-  // evactor_24b and evactor_ring64k are for the analysis (no speedup line): the same
+  // evactor_24b and evactor_ring4m are for the analysis (no speedup line): the same
   // sender with a closure that is one pointer larger, and with 16x the ring capacity.
   const std::vector<std::string> oneway_names = {"oneway/evactor", "oneway/evactor_24b",
-                                                 "oneway/evactor_ring64k", "oneway/mutex",
+                                                 "oneway/evactor_ring4m", "oneway/mutex",
                                                  "oneway/libevent"};
   std::map<std::string, OneWayStats> oneway;
   evactor::MailboxOptions oneway_mailbox;
   oneway_mailbox.poll_before_sleep = absl::Microseconds(cfg.oneway_poll_us);
-  if (cfg.oneway_ring != 0) oneway_mailbox.shard_ring_capacity = cfg.oneway_ring;
+  if (cfg.oneway_ring != 0) oneway_mailbox.shard_ring_bytes = cfg.oneway_ring;
   if (cfg.oneway_batch != 0) oneway_mailbox.batch = cfg.oneway_batch;
   for (int round = 0; round < cfg.rounds; ++round) {
     for (size_t k = 0; k < oneway_names.size(); ++k) {
@@ -1214,13 +1214,13 @@ int Run(int argc, char** argv) {
       if (!Selected(cfg, name)) continue;
       OneWayResult r;
       if (name == "oneway/evactor") {
-        r = RunEvactorOneWay(cfg.messages, /*heap=*/false, oneway_mailbox, cfg.sender_chunk);
+        r = RunEvactorOneWay(cfg.messages, /*wide=*/false, oneway_mailbox, cfg.sender_chunk);
       } else if (name == "oneway/evactor_24b") {
-        r = RunEvactorOneWay(cfg.messages, /*heap=*/true, oneway_mailbox, cfg.sender_chunk);
-      } else if (name == "oneway/evactor_ring64k") {
+        r = RunEvactorOneWay(cfg.messages, /*wide=*/true, oneway_mailbox, cfg.sender_chunk);
+      } else if (name == "oneway/evactor_ring4m") {
         evactor::MailboxOptions big = oneway_mailbox;
-        big.shard_ring_capacity = 65536;
-        r = RunEvactorOneWay(cfg.messages, /*heap=*/false, big, cfg.sender_chunk);
+        big.shard_ring_bytes = size_t{4} << 20;
+        r = RunEvactorOneWay(cfg.messages, /*wide=*/false, big, cfg.sender_chunk);
       } else if (name == "oneway/mutex") {
         r = RunMutexOneWay(cfg.messages);
       } else {
@@ -1291,8 +1291,8 @@ int Run(int argc, char** argv) {
               "M msgs/s (med)", "min", "max");
   const std::map<std::string, std::string> labels = {
       {"oneway/evactor", "evactor TrySubmitTo (16 B closure, inline)"},
-      {"oneway/evactor_24b", "evactor TrySubmitTo (24 B closure, heap)"},
-      {"oneway/evactor_ring64k", "evactor TrySubmitTo (16 B, 64Ki ring)"},
+      {"oneway/evactor_24b", "evactor TrySubmitTo (24 B closure)"},
+      {"oneway/evactor_ring4m", "evactor TrySubmitTo (16 B, 4 MiB ring)"},
       {"oneway/mutex", "vector-swap queue (mutex + condvar)"},
       {"oneway/libevent", "libevent event_base_once cross-thread"},
       {"pingpong/evactor", "evactor SubmitTo, idle shards"},

@@ -226,7 +226,7 @@ class ActorRef {
     Future<V> future = promise.GetFuture();
     RemotePromise<V> remote = std::move(promise).ToRemote(*runtime_);
     internal::ActorCell<T>* cell = cell_;
-    Runtime::Message msg = [cell, method, remote = std::move(remote),
+    auto msg = [cell, method, remote = std::move(remote),
                             tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
       cell->Run([cell, method, remote = std::move(remote),
                  tup = std::move(tup)](T* actor) mutable {
@@ -274,7 +274,6 @@ class ActorRef {
     if (!s.ok()) {
       // The message is still ours; dropping it (and the remote promise in it) here,
       // where the future lives, is safe. Answer with the reason instead.
-      msg = nullptr;
       return Future<V>::Ready(s);
     }
     return future;
@@ -307,7 +306,7 @@ absl::StatusOr<ActorRef<T>> Runtime::Spawn(const SpawnOptions& options, Args&&..
         return std::apply([](const auto&... a) { return std::make_unique<T>(a...); }, tup);
       };
   auto* cell = new internal::ActorCell<T>(std::move(factory), options);
-  Message create = [cell] {
+  auto create = [cell] {
     Shard::Current()->AdoptActorCell(std::unique_ptr<internal::ActorCellBase>(cell));
     cell->Start();
   };

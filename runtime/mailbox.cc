@@ -30,14 +30,19 @@ Mailbox::Mailbox(Loop& loop, int num_shards, MailboxOptions options, int event_f
       options_(options),
       event_fd_(event_fd),
       foreign_(options.foreign_ring_capacity) {
-  size_t capacity = options.shard_ring_capacity;
-  if (capacity == 0) {
-    capacity = 65536 / static_cast<size_t>(num_shards > 0 ? num_shards : 1);
-    capacity = capacity < 1024 ? 1024 : (capacity > 32768 ? 32768 : capacity);
+  size_t bytes = options.shard_ring_bytes;
+  if (bytes == 0) {
+    bytes = (size_t{2} << 20) / static_cast<size_t>(num_shards > 0 ? num_shards : 1);
+    bytes = bytes < (size_t{32} << 10) ? (size_t{32} << 10)
+                                       : (bytes > (size_t{1} << 20) ? (size_t{1} << 20) : bytes);
   }
+  shard_full_ = absl::ResourceExhaustedError(
+      absl::StrCat("mailbox ring from a shard is full (", bytes, " bytes)"));
+  foreign_full_ = absl::ResourceExhaustedError(absl::StrCat(
+      "mailbox ring for non-shard threads is full (", foreign_.capacity(), " messages)"));
   from_shard_.reserve(num_shards);
   for (int i = 0; i < num_shards; ++i) {
-    from_shard_.push_back(std::make_unique<SpscRing<Message>>(capacity));
+    from_shard_.push_back(std::make_unique<MessageRing>(bytes));
   }
 }
 
@@ -46,39 +51,18 @@ Mailbox::~Mailbox() {
   close(event_fd_);
 }
 
-namespace {
-// Error paths, out of line so that the send fast path stays small.
-[[gnu::noinline, gnu::cold]] absl::Status ClosedError() {
+absl::Status Mailbox::ClosedError() {
   return absl::FailedPreconditionError("the receiving shard has stopped");
 }
-[[gnu::noinline, gnu::cold]] absl::Status FullError(const char* which, size_t capacity) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat("mailbox ring ", which, " is full (", capacity, " messages)"));
-}
-}  // namespace
 
-absl::Status Mailbox::Send(int sender, Message& msg) {
-  if (closed()) [[unlikely]] return ClosedError();
-  if (!from_shard_[sender]->TryPush(std::move(msg))) [[unlikely]] {
-    counters_.full.fetch_add(1, std::memory_order_relaxed);
-    // The receiver must drain for this sender to make progress; it may be asleep
-    // waiting for the wake-up this sender would only send at the end of its
-    // iteration.
-    WakeIfSleeping();
-    return FullError("from a shard", from_shard_[sender]->capacity());
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Mailbox::SendForeign(Message& msg) {
-  if (closed()) [[unlikely]] return ClosedError();
-  if (!foreign_.TryPush(std::move(msg))) [[unlikely]] {
-    counters_.full.fetch_add(1, std::memory_order_relaxed);
-    WakeIfSleeping();
-    return FullError("for non-shard threads", foreign_.capacity());
-  }
+absl::Status Mailbox::SendFull(int sender) {
+  counters_.full.fetch_add(1, std::memory_order_relaxed);
+  // The receiver must drain for this sender to make progress; it may be asleep
+  // waiting for the wake-up this sender would only send at the end of its
+  // iteration (the ring published what it held when it refused).
   WakeIfSleeping();
-  return absl::OkStatus();
+  // Built once: a refused send is the normal signal to back off, not a rare error.
+  return sender < 0 ? foreign_full_ : shard_full_;
 }
 
 void Mailbox::WakeIfSleeping() {
@@ -129,10 +113,12 @@ bool Mailbox::BeforePoll(bool may_block, absl::FunctionRef<bool()> wake_conditio
     sleeping_.store(false, std::memory_order_relaxed);
     return true;
   }
+  blocking_.store(true, std::memory_order_relaxed);
   return false;
 }
 
 void Mailbox::AfterPoll() {
+  blocking_.store(false, std::memory_order_relaxed);
   sleeping_.store(false, std::memory_order_relaxed);
   const size_t n = Drain(options_.batch);
   if (n != 0) depth_.Record(static_cast<int64_t>(n));
@@ -149,9 +135,8 @@ size_t Mailbox::Drain(size_t per_ring) {
   if (draining_) return 0;
   draining_ = true;
   size_t n = 0;
-  auto run = [](Message& m) { m(); };
-  for (auto& ring : from_shard_) n += ring->Consume(run, per_ring);
-  n += foreign_.Consume(run, per_ring);
+  for (auto& ring : from_shard_) n += ring->Consume(per_ring);
+  n += foreign_.Consume([](Message& m) { m(); }, per_ring);
   draining_ = false;
   if (n != 0) counters_.received.fetch_add(n, std::memory_order_relaxed);
   return n;
@@ -165,9 +150,8 @@ size_t Mailbox::DrainAll() {
 
 size_t Mailbox::DiscardAll() {
   size_t n = 0;
-  auto drop = [](Message&) {};
-  for (auto& ring : from_shard_) n += ring->ConsumeAll(drop);
-  n += foreign_.ConsumeAll(drop);
+  for (auto& ring : from_shard_) n += ring->Discard();
+  n += foreign_.ConsumeAll([](Message&) {});
   return n;
 }
 

@@ -1,9 +1,12 @@
 // evactor::Mailbox — how work reaches a shard from other threads.
 //
-// A shard's mailbox has one SpscRing per other shard (that shard's thread is the only
-// producer) and one MpscRing for threads that are not shards. Messages are closures;
-// the receiving shard runs them in its loop, in batches, in the order each sender sent
-// them.
+// A shard's mailbox has one MessageRing per shard (that shard's thread is the only
+// producer; closures are stored in place, see message_ring.h) and one MpscRing for
+// threads that are not shards. Messages are closures; the receiving shard runs them
+// in its loop, in batches, in the order each sender sent them. A shard's sends become
+// visible to the receiver when the sender publishes them: once per loop iteration
+// (Mailbox::Publish from its BeforePoll, with the wake-up check), or earlier when a
+// kilobyte has gathered or the ring is full.
 //
 // Waking the receiver: an eventfd write costs a system call on both sides and, across
 // virtual CPUs, tens of microseconds; it is needed only when the receiver may be
@@ -42,18 +45,21 @@
 #include "absl/time/time.h"
 #include "runtime/io_watcher.h"
 #include "runtime/loop.h"
+#include "runtime/message_ring.h"
 #include "runtime/metrics.h"
 #include "runtime/mpsc_ring.h"
-#include "runtime/spsc_ring.h"
 
 namespace evactor {
 
 struct MailboxOptions {
-  // Capacity of each shard-to-shard ring (0: 65536 / shards, clamped to 1024..32768,
-  // so that N^2 rings stay a few tens of MiB) and of the ring for other threads. A
-  // bigger ring lets a fast sender run longer before a sleeping receiver must be
-  // woken (a wake-up costs tens of microseconds across virtual CPUs).
-  size_t shard_ring_capacity = 0;
+  // Bytes of each shard-to-shard ring (0: 2 MiB / shards, clamped to 32 KiB..1 MiB,
+  // so that N^2 rings stay a few tens of MiB; rounded up to a power of two). A
+  // message takes 8 bytes plus its closure (a 16-byte closure: 24 bytes); closures
+  // over MessageRing::kMaxInlineBytes take 16 and live on the heap. A bigger ring
+  // lets a fast sender run longer before a sleeping receiver must be woken (a
+  // wake-up costs tens of microseconds across virtual CPUs).
+  size_t shard_ring_bytes = 0;
+  // Messages the ring for threads that are not shards holds.
   size_t foreign_ring_capacity = 65536;
   // Messages run per ring per iteration, so that I/O and timers are not starved.
   size_t batch = 1024;
@@ -86,12 +92,34 @@ class Mailbox final : public LoopHooks {
   ~Mailbox() override;
 
   // From shard `sender`'s thread. On success the message will run on the receiver
-  // (wake-up deferred to the sender's Flush). When the ring is full, returns
-  // ResourceExhausted and leaves `msg` untouched.
-  absl::Status Send(int sender, Message& msg);
+  // once the sender publishes it (Publish) and wakes the receiver (WakeIfSleeping).
+  // When the ring is full, returns ResourceExhausted, leaves `fn` untouched and
+  // publishes and wakes for what this sender had queued. F: a callable void().
+  template <typename F>
+  absl::Status Send(int sender, F& fn) {
+    if (closed()) [[unlikely]] return ClosedError();
+    MessageRing& ring = *from_shard_[sender];
+    if (!ring.TryPush(fn)) [[unlikely]] return SendFull(sender);
+    if (ring.unpublished_bytes() >= MessageRing::kPublishBytes) [[unlikely]] {
+      // A long burst: let the receiver start on it, and wake it if it has gone to
+      // sleep. The hint (a plain load) may miss a receiver just falling asleep; the
+      // sender's end-of-iteration WakeIfSleeping is what makes the protocol safe.
+      ring.Publish();
+      if (blocking_.load(std::memory_order_relaxed)) [[unlikely]] WakeIfSleeping();
+    }
+    return absl::OkStatus();
+  }
+  // Shard `sender`'s thread: makes what it sent visible to the receiver.
+  void Publish(int sender) { from_shard_[sender]->Publish(); }
   // From any thread; wakes the receiver at once if needed. ResourceExhausted when
-  // full, with `msg` untouched.
-  absl::Status SendForeign(Message& msg);
+  // full, with `fn` untouched.
+  template <typename F>
+  absl::Status SendForeign(F& fn) {
+    if (closed()) [[unlikely]] return ClosedError();
+    if (!foreign_.TryPush(fn)) [[unlikely]] return SendFull(-1);
+    WakeIfSleeping();
+    return absl::OkStatus();
+  }
   // Wakes the receiver if it may be asleep; called by a sender after publishing.
   // Any thread.
   void WakeIfSleeping();
@@ -124,6 +152,8 @@ class Mailbox final : public LoopHooks {
 
  private:
   Mailbox(Loop& loop, int num_shards, MailboxOptions options, int event_fd);
+  [[gnu::cold, gnu::noinline]] static absl::Status ClosedError();
+  [[gnu::cold, gnu::noinline]] absl::Status SendFull(int sender);  // sender -1: the foreign ring
   size_t Drain(size_t per_ring);
   void ReadWake();
 
@@ -131,11 +161,16 @@ class Mailbox final : public LoopHooks {
   MailboxOptions options_;
   int event_fd_;
   std::unique_ptr<IoWatcher> wake_watcher_;
-  std::vector<std::unique_ptr<SpscRing<Message>>> from_shard_;
+  std::vector<std::unique_ptr<MessageRing>> from_shard_;
   MpscRing<Message> foreign_;
+  absl::Status shard_full_;    // what a refused send returns
+  absl::Status foreign_full_;
   std::atomic<bool> closed_{false};
   bool draining_ = false;  // receiver thread only
   alignas(kCacheLine) std::atomic<bool> sleeping_{false};
+  // Set once the receiver's final re-check found nothing and it goes on to block
+  // (a hint for senders mid-burst; the protocol itself rests on sleeping_ alone).
+  std::atomic<bool> blocking_{false};
   alignas(kCacheLine) Counters counters_;
   Histogram depth_;  // written by the receiver only
 };

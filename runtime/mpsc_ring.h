@@ -44,9 +44,10 @@ class MpscRing {
 
   size_t capacity() const { return mask_ + 1; }
 
-  // Any thread. Moves `value` in and returns true, or returns false (leaving `value`
-  // untouched) when the ring is full.
-  bool TryPush(T&& value) {
+  // Any thread. Moves `value` in (as a T constructed from it) and returns true, or
+  // returns false (leaving `value` untouched) when the ring is full.
+  template <typename U>
+  bool TryPush(U&& value) {
     size_t pos = tail_.load(std::memory_order_relaxed);
     while (true) {
       Slot& s = slots_[pos & mask_];
@@ -55,7 +56,7 @@ class MpscRing {
       const intptr_t diff = static_cast<intptr_t>(seq) - static_cast<intptr_t>(pos);
       if (diff == 0) {
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
-          new (s.Ptr()) T(std::move(value));
+          new (s.Ptr()) T(std::move(value));  // NOLINT(bugprone-move-forwarding-reference)
           // Release: the value is visible before the slot reads as published.
           s.seq.store(pos + 1, std::memory_order_release);
           return true;

@@ -8,11 +8,6 @@
 
 namespace evactor {
 
-namespace {
-thread_local Shard* t_current_shard = nullptr;
-}  // namespace
-
-Shard* Shard::Current() { return t_current_shard; }
 
 // The shard's part in every loop iteration: publish the wake-ups for what it sent,
 // then let its own mailbox decide whether the loop may block.
@@ -68,13 +63,6 @@ std::vector<Shard::Metrics> Runtime::Metrics() const {
   return all;
 }
 
-void Shard::MarkSent(int target) {
-  sent_.Add();
-  if (!sent_flag_[target]) {
-    sent_flag_[target] = 1;
-    sent_to_.push_back(target);
-  }
-}
 
 void Shard::FlushBacklog() {
   size_t left = backlog_count_.load(std::memory_order_relaxed);
@@ -95,7 +83,10 @@ void Shard::FlushBacklog() {
 void Shard::FlushWakeups() {
   for (int target : sent_to_) {
     sent_flag_[target] = 0;
-    runtime_->shards_[target]->mailbox_->WakeIfSleeping();
+    Mailbox& box = *runtime_->shards_[target]->mailbox_;
+    // Publish, then check for a sleeper: the order WakeIfSleeping's protocol needs.
+    box.Publish(id_);
+    box.WakeIfSleeping();
   }
   sent_to_.clear();
 }
@@ -147,11 +138,13 @@ void Shard::Finish() {
   // Actors die on their own shard, after the stop callbacks (which may still use
   // them); later messages for them are discarded unrun.
   cells_.clear();
+  // What the stop callbacks and the actors' destructors sent goes out too.
+  FlushWakeups();
   loop_->Exit();
 }
 
 void Shard::ThreadMain(std::atomic<int>* ready, absl::Status* error) {
-  t_current_shard = this;
+  current_ = this;
   LoopOptions lo = runtime_->options_.loop;
   lo.run_forever = true;
   absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(lo);
@@ -180,7 +173,7 @@ void Shard::ThreadMain(std::atomic<int>* ready, absl::Status* error) {
   }
   if (!finishing_) Finish();
   loop_->SetHooks(nullptr);
-  t_current_shard = nullptr;
+  current_ = nullptr;
 }
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options) {
@@ -220,38 +213,18 @@ Runtime::~Runtime() {
   }
 }
 
-absl::Status Runtime::TrySubmitTo(int target, Message& fn) {
-  if (target < 0 || target >= size()) {
-    return absl::InvalidArgumentError(absl::StrCat("no shard ", target, " (", size(), " shards)"));
-  }
-  Shard* from = Shard::Current();
-  Mailbox& box = *shards_[target]->mailbox_;
-  if (from != nullptr && &from->runtime() == this) {
-    absl::Status s = box.Send(from->id(), fn);
-    if (s.ok()) from->MarkSent(target);
-    return s;
-  }
-  if (stopping()) {
-    return absl::FailedPreconditionError("the runtime is shutting down");
-  }
-  return box.SendForeign(fn);
+absl::Status Runtime::BadShard(int target) const {
+  return absl::InvalidArgumentError(absl::StrCat("no shard ", target, " (", size(), " shards)"));
 }
 
-absl::Status Runtime::SubmitTo(int target, Message fn) { return TrySubmitTo(target, fn); }
+absl::Status Runtime::ShuttingDown() {
+  return absl::FailedPreconditionError("the runtime is shutting down");
+}
 
-absl::Status Runtime::SubmitToRetrying(int target, Message fn) {
-  Shard* here = Shard::Current();
-  if (here == nullptr || &here->runtime() != this || target < 0 || target >= size()) {
-    return TrySubmitTo(target, fn);
-  }
-  auto& queue = here->backlog_[target];
-  if (queue.empty()) {
-    absl::Status s = TrySubmitTo(target, fn);
-    if (s.code() != absl::StatusCode::kResourceExhausted) return s;
-  }
-  queue.push_back(std::move(fn));
-  here->backlog_count_.store(here->backlog_count_.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_relaxed);
+absl::Status Runtime::AddToBacklog(Shard& here, int target, Message fn) {
+  here.backlog_[target].push_back(std::move(fn));
+  here.backlog_count_.store(here.backlog_count_.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
   return absl::OkStatus();
 }
 

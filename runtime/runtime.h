@@ -37,6 +37,8 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -86,7 +88,7 @@ class Shard {
   void OnStop(absl::AnyInvocable<void()> fn) { on_stop_.push_back(std::move(fn)); }
 
   // The shard whose thread is calling, or nullptr.
-  static Shard* Current();
+  static Shard* Current() { return current_; }
 
   // Takes ownership of an actor cell placed here; cells (and the actors in them) are
   // destroyed on this shard when it stops. REQUIRES: this shard's thread.
@@ -114,12 +116,21 @@ class Shard {
   class Hooks;
   Shard(Runtime* runtime, int id);
   void ThreadMain(std::atomic<int>* ready, absl::Status* error);
-  void MarkSent(int target);
+  // After a send to `target`: counted, and its publication and wake-up are due
+  // before this shard's loop polls.
+  [[gnu::always_inline]] void MarkSent(int target) {
+    sent_.Add();
+    if (!sent_flag_[target]) [[unlikely]] {
+      sent_flag_[target] = 1;
+      sent_to_.push_back(target);
+    }
+  }
   void FlushWakeups();
   void FlushBacklog();
   bool CheckShutdown();  // true: the loop must not block this time
   void Finish();
 
+  static inline thread_local Shard* current_ = nullptr;
   Runtime* runtime_;
   int id_;
   std::thread thread_;
@@ -152,13 +163,32 @@ class Runtime {
   int size() const { return static_cast<int>(shards_.size()); }
   Shard& shard(int i) { return *shards_[i]; }
 
-  // Runs `fn` on shard `target`. Errors: InvalidArgument for a bad index,
-  // ResourceExhausted when the ring to that shard is full (fn is dropped), and
-  // FailedPrecondition after shutdown began (for non-shard senders) or after the
-  // shard closed its mailbox.
-  absl::Status SubmitTo(int target, Message fn);
-  // As SubmitTo, leaving `fn` with the caller when it fails (for retrying).
-  absl::Status TrySubmitTo(int target, Message& fn);
+  // Runs `fn` (any callable `void()`, moved) on shard `target`. From a shard the
+  // closure is moved straight into the pair's ring (no allocation up to
+  // MessageRing::kMaxInlineBytes); from other threads it is wrapped in a Message.
+  // Errors: InvalidArgument for a bad index, ResourceExhausted when the ring to that
+  // shard is full (fn is dropped), and FailedPrecondition after shutdown began (for
+  // non-shard senders) or after the shard closed its mailbox.
+  template <typename F>
+  absl::Status SubmitTo(int target, F&& fn) {
+    std::decay_t<F> local(std::forward<F>(fn));
+    return TrySubmitTo(target, local);
+  }
+  // As SubmitTo, leaving `fn` with the caller, untouched, when it fails (for
+  // retrying).
+  template <typename F>
+  absl::Status TrySubmitTo(int target, F& fn) {
+    Shard* from = Shard::current_;
+    if (from != nullptr && from->runtime_ == this &&
+        static_cast<size_t>(target) < shards_.size()) [[likely]] {
+      absl::Status s = shards_[target]->mailbox_->Send(from->id_, fn);
+      if (s.ok()) [[likely]] from->MarkSent(target);
+      return s;
+    }
+    if (target < 0 || target >= size()) return BadShard(target);
+    if (stopping()) return ShuttingDown();
+    return shards_[target]->mailbox_->SendForeign(fn);
+  }
   // As SubmitTo, but a full ring is not an error: called on a shard, the message
   // waits in that shard's backlog for `target` and is sent from its loop, before it
   // blocks, in order with every later SubmitToRetrying to the same target (so
@@ -166,7 +196,19 @@ class Runtime {
   // two shards flooding each other cannot deadlock. A backlog counts as in flight for
   // Shutdown. Errors: a bad index, or the target has stopped (fn is dropped); off a
   // shard it behaves as SubmitTo.
-  absl::Status SubmitToRetrying(int target, Message fn);
+  template <typename F>
+  absl::Status SubmitToRetrying(int target, F&& fn) {
+    std::decay_t<F> local(std::forward<F>(fn));
+    Shard* here = Shard::current_;
+    if (here == nullptr || here->runtime_ != this || target < 0 || target >= size()) {
+      return TrySubmitTo(target, local);
+    }
+    if (here->backlog_[target].empty()) {
+      absl::Status s = TrySubmitTo(target, local);
+      if (s.code() != absl::StatusCode::kResourceExhausted) return s;
+    }
+    return AddToBacklog(*here, target, Message(std::move(local)));
+  }
   // Runs a copy of `fn` on every shard. Returns the first error; shards that
   // accepted their copy run it.
   absl::Status ForEachShard(std::function<void(Shard&)> fn);
@@ -194,6 +236,9 @@ class Runtime {
   friend class Shard;
   enum Phase : int { kRunning, kDraining, kClosing };
   Runtime() = default;
+  [[gnu::cold, gnu::noinline]] absl::Status BadShard(int target) const;
+  [[gnu::cold, gnu::noinline]] static absl::Status ShuttingDown();
+  static absl::Status AddToBacklog(Shard& here, int target, Message fn);
   // Shard 0, while draining: true when no message was in flight in two consecutive
   // looks with nothing published in between.
   bool Quiescent();

@@ -372,7 +372,7 @@ TEST(RuntimeTest, ShutdownIsNeverLostDuringThePollWindow) {
 
 TEST(RuntimeTest, SubmitToRetryingKeepsOrderThroughAFullRing) {
   RuntimeOptions opts{.shards = 2};
-  opts.mailbox.shard_ring_capacity = 1024;
+  opts.mailbox.shard_ring_bytes = 32768;
   auto rt = Runtime::Create(opts).value();
   constexpr int kCount = 20000;
   std::vector<int> order;  // shard 1 only
@@ -397,7 +397,7 @@ TEST(RuntimeTest, SubmitToRetryingKeepsOrderThroughAFullRing) {
 
 TEST(RuntimeTest, ShutdownWaitsForABacklog) {
   RuntimeOptions opts{.shards = 2};
-  opts.mailbox.shard_ring_capacity = 1024;
+  opts.mailbox.shard_ring_bytes = 32768;
   auto rt = Runtime::Create(opts).value();
   std::atomic<int> ran{0};
   constexpr int kCount = 10000;
