@@ -42,8 +42,8 @@
 //    again with the poll window (analysis only). No peer.
 //
 // Placement: by default the two sides of every pair run pinned to two different CPUs
-// (--pin; see PinRole for why). Shutdown: see StopRuntime for a runtime bug that the
-// benchmark works around (and reports) so that it always terminates.
+// (--pin; see PinRole for why). Shutdown: StopRuntime watches for a lost shutdown
+// wake-up (a bug this benchmark once found, since fixed) and reports it if it recurs.
 //
 // Implementations alternate within each round (the order rotates) so that drift on this
 // shared machine hits them alike; throughput is the median over rounds, round-trip
@@ -353,14 +353,14 @@ std::unique_ptr<Runtime> StartRuntime(int shards, const evactor::MailboxOptions&
 // Runtimes whose Shutdown() did not end the shards by itself (see StopRuntime).
 int g_shutdown_stuck = 0;
 
-// Shutdown() and Wait(), bounded. Works around a lost wake-up in the runtime: a shard
-// reads the shutdown phase in its BeforePoll hook *before* its mailbox's busy-poll
-// window (MailboxOptions::poll_before_sleep), and the mailbox's final re-check looks
-// only at its rings, not at the phase. Shutdown()'s WakeIfSleeping finds `sleeping_`
-// false while the shard polls, writes nothing, and the shard then blocks in
-// epoll_wait(-1) for good (the same race exists without the window, but is only a few
-// instructions wide). If the shards have not ended after 200 ms, this keeps calling
-// WakeIfSleeping on every mailbox, once a millisecond, and counts the runtime.
+// Shutdown() and Wait(), bounded. This benchmark once found a lost wake-up in the
+// runtime: a shard read the shutdown phase in its BeforePoll hook before the mailbox's
+// busy-poll window, and the mailbox's final re-check looked only at its rings, so a
+// Shutdown() during the window left the shard blocked in epoll_wait(-1) for good. The
+// mailbox now re-checks the phase after publishing "asleep" (Mailbox::BeforePoll's
+// wake_condition; regression test in tests/runtime/runtime_test.cc). Should it recur,
+// this keeps calling WakeIfSleeping on every mailbox once a millisecond after 200 ms,
+// so the benchmark still ends, and counts the runtime (reported at the end).
 void StopRuntime(std::unique_ptr<Runtime>& rt, const char* what) {
   rt->Shutdown();
   // Wait() runs here: it hands the loops to the calling thread, which must be the one

@@ -2,6 +2,7 @@
 // full rings, and shutdown that accounts for every message.
 #include <signal.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -153,6 +154,83 @@ TEST(RuntimeTest, FullForeignRingIsReportedAndKeepsTheMessage) {
   ASSERT_TRUE(rt->Wait().ok());
   EXPECT_EQ(ran.load(), 3);
   EXPECT_EQ(rt->dropped(), 0u);
+}
+
+TEST(RuntimeTest, FullShardRingIsReportedAndKeepsTheClosure) {
+  RuntimeOptions opts{.shards = 2};
+  opts.mailbox.shard_ring_bytes = 4096;
+  auto rt = Runtime::Create(opts).value();
+  // Shard 1 is held in a handler, so nothing drains its ring from shard 0.
+  std::atomic<bool> release{false};
+  absl::Notification blocked;
+  ASSERT_TRUE(rt->SubmitTo(1, [&] {
+                  blocked.Notify();
+                  while (!release.load()) std::this_thread::yield();
+                }).ok());
+  blocked.WaitForNotification();
+  std::atomic<int> ran{0};
+  auto token = std::make_shared<int>(1);
+  std::atomic<int> accepted{0};
+  std::atomic<bool> refused_intact{false};
+  absl::Notification sent;
+  ASSERT_TRUE(rt->SubmitTo(0, [&] {
+                  for (int i = 0; i < 1000; ++i) {
+                    // The closure holds a shared_ptr: a refused one must still hold it
+                    // (an accepted one was moved into the ring).
+                    auto msg = [&ran, token] { ran += *token; };
+                    absl::Status s = rt->TrySubmitTo(1, msg);
+                    if (!s.ok()) {
+                      EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+                      refused_intact = token.use_count() == accepted + 2;  // the ring's, ours, msg's
+                      break;
+                    }
+                    accepted++;
+                  }
+                  sent.Notify();
+                }).ok());
+  sent.WaitForNotification();
+  // 4096 bytes of 32-byte messages (8 + a closure of a reference and a shared_ptr).
+  EXPECT_EQ(accepted.load(), 4096 / 32);
+  EXPECT_TRUE(refused_intact.load());
+  EXPECT_GE(rt->shard(1).metrics().mailbox_full, 1u);
+  release = true;
+  rt->Shutdown();
+  ASSERT_TRUE(rt->Wait().ok());
+  EXPECT_EQ(ran.load(), accepted.load());
+  EXPECT_EQ(rt->dropped(), 0u);
+  EXPECT_EQ(token.use_count(), 1);  // every copy destroyed exactly once
+}
+
+TEST(RuntimeTest, ClosuresOfEverySizeArriveInOrder) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  std::vector<int> got;  // shard 1 only
+  absl::Notification done;
+  constexpr int kCount = 3000;
+  ASSERT_TRUE(rt->SubmitTo(0, [&] {
+                  for (int i = 0; i < kCount; ++i) {
+                    absl::Status s;
+                    if (i % 3 == 0) {
+                      s = rt->SubmitToRetrying(1, [&got, i] { got.push_back(i); });
+                    } else if (i % 3 == 1) {
+                      std::array<int, 40> big{};  // 160 bytes: still in the ring
+                      big.fill(i);
+                      s = rt->SubmitToRetrying(1, [&got, big] { got.push_back(big[39]); });
+                    } else {
+                      std::array<int, 200> huge{};  // 800 bytes: boxed on the heap
+                      huge.fill(i);
+                      s = rt->SubmitToRetrying(1, [&got, &done, huge] {
+                        got.push_back(huge[199]);
+                        if (huge[0] == 2999) done.Notify();  // the last one
+                      });
+                    }
+                    ASSERT_TRUE(s.ok());
+                  }
+                }).ok());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  rt->Shutdown();
+  ASSERT_TRUE(rt->Wait().ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(got[i], i);
 }
 
 TEST(RuntimeTest, NoWakeupsWhileTheReceiverIsBusy) {
