@@ -9,10 +9,12 @@
 //   rt->Shutdown();   // from any thread, also from a callback on a shard
 //   rt->Wait();       // joins the threads (the destructor does both)
 //
-// Placement: SubmitTo(i, fn) runs `fn` on shard i. From a shard thread it goes
-// through that pair's single-producer ring (wake-up checked once per iteration); from
-// any other thread through the shard's multi-producer ring. Messages from one sender
-// to one shard run in the order sent.
+// Placement: SubmitTo(i, fn) runs `fn` on shard i. From a shard thread the closure is
+// moved into that pair's single-producer ring (runtime/message_ring.h) and becomes
+// visible to shard i when the sender's loop iteration ends, or earlier once a
+// kilobyte of messages has gathered (publication and the wake-up check are batched,
+// not per message); from any other thread it goes through the shard's multi-producer
+// ring at once. Messages from one sender to one shard run in the order sent.
 //
 // Shutdown: Shutdown() stops taking messages from threads that are not shards, lets
 // the shards run until no message is in flight anywhere (messages that shards send
