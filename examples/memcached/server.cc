@@ -551,7 +551,9 @@ void ShardState::Deliver(uint64_t id, uint64_t seq, std::string bytes) {
 
 size_t StripeCount(const Config& config) {
   if (config.stripes > 0) return config.stripes;
-  size_t n = std::min<size_t>(size_t{8} * static_cast<size_t>(std::max(config.threads, 1)), 64);
+  // One shard needs no lock at all, and one stripe keeps a single exact LRU.
+  if (config.threads <= 1) return 1;
+  size_t n = std::min<size_t>(size_t{8} * static_cast<size_t>(config.threads), 64);
   const size_t by_memory = (config.memory_mb << 20) / (4 * config.max_item_size);
   return std::max<size_t>(1, std::min(n, by_memory));
 }

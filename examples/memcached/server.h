@@ -67,9 +67,10 @@ struct Config {
   int verbosity = 0;                    // -v / -vv
   bool reuse_port = false;              // one SO_REUSEPORT listener per shard
   StoreLayout store = StoreLayout::kShared;  // -o store=shared|partitioned
-  // kShared: number of lock stripes (-o stripes=N); 0 picks 8 per shard, at most 64,
-  // and at most one per 4 * max_item_size of memory (so that every stripe holds the
-  // largest item with room to spare).
+  // kShared: number of lock stripes (-o stripes=N); 0 picks 1 for one shard (no
+  // lock is taken then), else 8 per shard, at most 64, and at most one per
+  // 4 * max_item_size of memory (so that every stripe holds the largest item with
+  // room to spare).
   size_t stripes = 0;
   // LRU: a read moves an item to the head of its LRU only if it was last moved at
   // least this many seconds ago (memcached's ITEM_UPDATE_INTERVAL, 60 s).
