@@ -2,6 +2,7 @@
 //
 //   server [-p port] [-l addr] [-s unix_socket] [-t threads] [-m MiB] [-c conns]
 //          [-I item_size] [-R (SO_REUSEPORT per shard)] [-v|-vv] [-h]
+//          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S]
 //
 // Defaults as memcached's: 127.0.0.1:11211, 4 threads, 64 MiB, 1024 connections,
 // 1 MiB items. SIGINT/SIGTERM stop it gracefully.
@@ -12,6 +13,8 @@
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "examples/memcached/server.h"
 
 namespace {
@@ -27,7 +30,19 @@ void Usage(FILE* to) {
           "  -c <num>   max simultaneous connections (default 1024)\n"
           "  -I <size>  max item size, e.g. 1m, 512k (default 1m; 1k..128m)\n"
           "  -R         one SO_REUSEPORT listener per shard (default: a dispatcher)\n"
-          "  -v, -vv    verbose\n"
+          "  -v         verbose: errors and warnings (failed connections, refused ones)\n"
+          "  -vv        very verbose: also every connection, command and response\n"
+          "  -o <opts>  extended options, comma-separated:\n"
+          "             store=shared       every shard serves every key from a store split\n"
+          "                                into lock stripes (default)\n"
+          "             store=partitioned  every shard owns a part of the keys, lock-free;\n"
+          "                                other shards' keys travel there as messages\n"
+          "             stripes=<num>      lock stripes of the shared store (default: 1 with\n"
+          "                                -t 1, else 8 per thread, at most 64 and one per\n"
+          "                                4 * -I of memory)\n"
+          "             lru_bump_interval=<s>  a hit moves an item to the LRU head at most\n"
+          "                                once per this many seconds (default 60, as\n"
+          "                                memcached; 0: every hit)\n"
           "  -h         this help\n");
 }
 
@@ -48,13 +63,36 @@ bool ParseNumber(const char* text, uint64_t min, uint64_t max, uint64_t* out) {
   return absl::SimpleAtoi(std::string(text), out) && *out >= min && *out <= max;
 }
 
+// -o store=shared|partitioned,stripes=N,lru_bump_interval=S
+bool ParseExtended(const char* text, evactor::memcached::Config* config) {
+  for (absl::string_view option : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const size_t eq = option.find('=');
+    const absl::string_view name = option.substr(0, eq);
+    const std::string value(eq == absl::string_view::npos ? "" : option.substr(eq + 1));
+    uint64_t n = 0;
+    if (name == "store" && value == "shared") {
+      config->store = evactor::memcached::StoreLayout::kShared;
+    } else if (name == "store" && value == "partitioned") {
+      config->store = evactor::memcached::StoreLayout::kPartitioned;
+    } else if (name == "stripes" && ParseNumber(value.c_str(), 1, 4096, &n)) {
+      config->stripes = n;
+    } else if (name == "lru_bump_interval" && ParseNumber(value.c_str(), 0, 86400, &n)) {
+      config->lru_bump_interval_seconds = static_cast<int64_t>(n);
+    } else {
+      fprintf(stderr, "bad -o option: %s\n", std::string(option).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   evactor::memcached::Config config;
   int opt;
   uint64_t n = 0;
-  while ((opt = getopt(argc, argv, "p:l:s:t:m:c:I:Rvh")) != -1) {
+  while ((opt = getopt(argc, argv, "p:l:s:t:m:c:I:Rvho:")) != -1) {
     switch (opt) {
       case 'p':
         if (!ParseNumber(optarg, 0, 65535, &n)) return fprintf(stderr, "bad -p %s\n", optarg), 2;
@@ -91,6 +129,9 @@ int main(int argc, char** argv) {
       case 'v':
         ++config.verbosity;
         break;
+      case 'o':
+        if (!ParseExtended(optarg, &config)) return 2;
+        break;
       case 'h':
         Usage(stdout);
         return 0;
@@ -105,8 +146,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (config.verbosity > 0) {
-    fprintf(stderr, "memcached (evactor): listening on %s, %d threads, %zu MiB\n",
-            (*server)->address().ToString().c_str(), config.threads, config.memory_mb);
+    const bool shared = config.store == evactor::memcached::StoreLayout::kShared;
+    fprintf(stderr, "memcached (evactor): listening on %s, %d threads, %zu MiB, %s store",
+            (*server)->address().ToString().c_str(), config.threads, config.memory_mb,
+            shared ? "shared" : "partitioned");
+    if (shared) fprintf(stderr, " (%zu stripes)", evactor::memcached::StripeCount(config));
+    fprintf(stderr, "\n");
   }
   (*server)->Wait();
   if (config.verbosity > 0) fprintf(stderr, "memcached (evactor): stopped\n");

@@ -339,6 +339,7 @@ ParseStatus RequestParser::Next(Request* request) {
     std::memcpy(key, key_scratch_.data(), key_scratch_.size());
     request->keys[0] = std::string_view(key, key_scratch_.size());
   }
+  last_line_ = std::string_view(begin, content);
   head_ += consumed;
   scan_ = 0;
   wanted_ = 0;
@@ -715,6 +716,18 @@ void AppendNumber(std::string* out, uint64_t n) {
   out->append(digits, std::to_chars(digits, digits + sizeof(digits), n).ptr);
 }
 
+// Writes n in decimal at p (at most 20 bytes); returns the end.
+char* PutDecimal(char* p, uint64_t n) {
+  char digits[20];
+  size_t i = sizeof(digits);
+  do {
+    digits[--i] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  std::memcpy(p, digits + i, sizeof(digits) - i);
+  return p + (sizeof(digits) - i);
+}
+
 void AppendSigned(std::string* out, int64_t n) {
   char digits[24];
   out->append(digits, std::to_chars(digits, digits + sizeof(digits), n).ptr);
@@ -814,19 +827,29 @@ void ExecuteRetrieval(const Request& request, Store& store, std::string* out,
   for (std::string_view key : request.keys) {
     std::optional<ItemView> item = touch ? store.GetAndTouch(key, request.exptime) : store.Get(key);
     if (!item.has_value()) continue;
-    Append(out, "VALUE ");
-    Append(out, item->key);
-    Append(out, " ");
-    AppendNumber(out, item->flags);
-    Append(out, " ");
-    AppendNumber(out, item->value.size());
+    // The header line is built on the stack and appended once, with the value and its
+    // "\r\n" in the same reserved room: three appends instead of nine small ones.
+    char line[6 + kMaxKeyLength + 3 * 21 + 2];
+    char* p = line;
+    std::memcpy(p, "VALUE ", 6);
+    p += 6;
+    std::memcpy(p, item->key.data(), item->key.size());
+    p += item->key.size();
+    *p++ = ' ';
+    p = PutDecimal(p, item->flags);
+    *p++ = ' ';
+    p = PutDecimal(p, item->value.size());
     if (with_cas) {
-      Append(out, " ");
-      AppendNumber(out, item->cas);
+      *p++ = ' ';
+      p = PutDecimal(p, item->cas);
     }
-    Append(out, "\r\n");
+    *p++ = '\r';
+    *p++ = '\n';
+    const size_t header = static_cast<size_t>(p - line);
+    out->reserve(out->size() + header + item->value.size() + 2);
+    out->append(line, header);
     Append(out, item->value);
-    Append(out, "\r\n");
+    out->append("\r\n", 2);
   }
   if (options.write_end) Append(out, kEnd);
 }

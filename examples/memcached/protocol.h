@@ -230,6 +230,10 @@ class RequestParser {
   // returns kClose again.
   ParseStatus Next(Request* request);
 
+  // The command line (without its end of line) of the request Next() last returned,
+  // for logging; valid as long as that request's views.
+  std::string_view last_line() const { return last_line_; }
+
   // Bytes buffered and not yet returned as part of a request.
   size_t buffered() const { return tail_ - head_; }
   // When Next() last returned kNeedMore for a storage command waiting for its data
@@ -257,6 +261,7 @@ class RequestParser {
   bool closed_ = false;
   absl::InlinedVector<std::string_view, 24> tokens_;  // scratch for ParseLine
   std::string key_scratch_;                           // scratch for base64 keys
+  std::string_view last_line_;
 };
 
 // Where a request must run, for a server with one Store per shard.

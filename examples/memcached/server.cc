@@ -4,7 +4,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <stdio.h>
+#include <string.h>
+
+#include <algorithm>
 #include <deque>
+#include <mutex>
 #include <functional>
 #include <type_traits>
 #include <latch>
@@ -12,6 +17,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "examples/memcached/binary_protocol.h"
 #include "absl/time/clock.h"
 #include "io/buffered_socket.h"
@@ -89,10 +96,16 @@ class Connection {
       : state_(state),
         server_(state->server()),
         id_(id),
+        fd_(fd),
         parser_(ParserOptions{.max_item_size = server_->config().max_item_size}),
         socket_(std::make_unique<BufferedSocket>(Shard::Current()->loop(), fd)) {
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
-                          [this](BufferedSocket&, uint32_t what, int) {
+                          [this](BufferedSocket&, uint32_t what, int error) {
+                            if ((what & kBevError) && error != 0 &&
+                                server_->verbosity.load(std::memory_order_relaxed) > 0) {
+                              fprintf(stderr, "<%d %s error: %s\n", fd_,
+                                      (what & kBevWriting) ? "write" : "read", strerror(error));
+                            }
                             if (what & (kBevEof | kBevError | kBevTimeout)) Close();
                           });
     socket_->Enable(kBevReading).IgnoreError();
@@ -100,6 +113,9 @@ class Connection {
 
   void Complete(uint64_t seq, std::string bytes) {
     if (seq < base_seq_ || seq - base_seq_ >= slots_.size()) return;
+    if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] {
+      LogResponse(bytes);
+    }
     Slot& slot = slots_[seq - base_seq_];
     slot.bytes = std::move(bytes);
     slot.ready = true;
@@ -117,6 +133,8 @@ class Connection {
     Buffer& in = socket_->input();
     const size_t n = in.size();
     if (n == 0) return;
+    // Read once per batch: verbosity 0 costs one relaxed load per read.
+    const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
     server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
     if (binary_ == nullptr && !ascii_) {
       char first = 0;
@@ -136,6 +154,10 @@ class Connection {
         const ParseStatus status = binary_->Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // bad magic or body: no reply
+        if (verbose) [[unlikely]] {
+          fprintf(stderr, "<%d binary opcode 0x%02x key %.*s\n", fd_, request.opcode,
+                  static_cast<int>(request.key.size()), request.key.data());
+        }
         Dispatch<BinaryProtocol>(request);
       }
     } else {
@@ -146,6 +168,21 @@ class Connection {
         const ParseStatus status = parser_.Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // line too long: no reply
+        if (request.command == Command::kVerbosity) {
+          // Like memcached: the level takes effect at once, capped at 2.
+          server_->verbosity.store(static_cast<int>(std::min<uint32_t>(request.verbosity, 2)),
+                                   std::memory_order_relaxed);
+        }
+        if (verbose) [[unlikely]] {
+          const std::string_view line = parser_.last_line();
+          fprintf(stderr, "<%d %.*s\n", fd_, static_cast<int>(line.size()), line.data());
+          const size_t before = direct_.size();
+          Dispatch<AsciiProtocol>(request);
+          if (slots_.empty() && direct_.size() > before) {
+            LogResponse(std::string_view(direct_).substr(before));
+          }
+          continue;
+        }
         Dispatch<AsciiProtocol>(request);
       }
     }
@@ -181,8 +218,47 @@ class Connection {
     return base_seq_ + slots_.size() - 1;
   }
 
+  // -vv: one line per response line, as memcached prints them (a VALUE line is
+  // "sending key <key>" and its data block is skipped).
+  void LogResponse(std::string_view out) const {
+    while (!out.empty()) {
+      size_t eol = out.find("\r\n");
+      if (eol == std::string_view::npos) eol = out.size();
+      const std::string_view line = out.substr(0, eol);
+      out.remove_prefix(std::min(out.size(), eol + 2));
+      size_t data = 0;  // bytes of data block that follow this line
+      std::string_view shown = line;
+      std::string sending;
+      if (line.starts_with("VALUE ")) {
+        const std::string_view rest = line.substr(6);
+        const std::string_view key = rest.substr(0, rest.find(' '));
+        sending = absl::StrCat("sending key ", absl::string_view(key.data(), key.size()));
+        shown = sending;
+        // VALUE <key> <flags> <bytes> [<cas>]
+        std::vector<std::string_view> fields;
+        for (size_t pos = 0; pos <= line.size();) {
+          size_t sp = line.find(' ', pos);
+          if (sp == std::string_view::npos) sp = line.size();
+          fields.push_back(line.substr(pos, sp - pos));
+          pos = sp + 1;
+        }
+        if (fields.size() >= 4) {
+          absl::SimpleAtoi(absl::string_view(fields[3].data(), fields[3].size()), &data);
+          data += 2;
+        }
+      } else if (line.starts_with("VA ")) {  // meta get: VA <bytes> <flags>*
+        const std::string_view rest = line.substr(3);
+        const std::string_view size = rest.substr(0, rest.find(' '));
+        if (absl::SimpleAtoi(absl::string_view(size.data(), size.size()), &data)) data += 2;
+      }
+      fprintf(stderr, ">%d %.*s\n", fd_, static_cast<int>(shown.size()), shown.data());
+      out.remove_prefix(std::min(out.size(), data));
+    }
+  }
+
   template <typename P>
   void Dispatch(const typename P::Req& request) {
+    if (server_->shared()) return DispatchShared<P>(request);
     Store& store = state_->store();
     const int here = state_->shard();
     switch (RouteOf(request)) {
@@ -206,6 +282,80 @@ class Connection {
         FanOut<P>(request, NewSlot());
         return;
     }
+  }
+
+  // StoreLayout::kShared: every request runs here, against the stripe(s) of its
+  // key(s), each under its stripe's lock; the response goes straight to direct_.
+  template <typename P>
+  void DispatchShared(const typename P::Req& request) {
+    const bool locking = server_->locking();
+    switch (RouteOf(request)) {
+      case Route::kLocal:
+        Answer<P>(request, nullptr);
+        return;
+      case Route::kKey: {
+        Server::Stripe& stripe = server_->StripeOf(KeyOf(request));
+        std::unique_lock<std::mutex> lock(stripe.mu, std::defer_lock);
+        if (locking) lock.lock();
+        Answer<P>(request, &stripe.store);
+        return;
+      }
+      case Route::kKeys:
+        if constexpr (std::is_same_v<P, AsciiProtocol>) SharedMultiGet(request);
+        return;
+      case Route::kAllShards: {
+        // flush_all / stats reset: every stripe runs it; the first one's bytes answer.
+        std::string first;
+        std::string scratch;
+        bool have_first = false;
+        for (auto& stripe : server_->stripes()) {
+          std::unique_lock<std::mutex> lock(stripe->mu, std::defer_lock);
+          if (locking) lock.lock();
+          scratch.clear();
+          P::Exec(request, &stripe->store, &scratch, ExecuteOptions{});
+          if (!have_first) {
+            first = std::move(scratch);
+            have_first = true;
+          }
+        }
+        direct_.append(first);
+        return;
+      }
+      case Route::kStats: {
+        StoreStats sum;
+        for (auto& stripe : server_->stripes()) {
+          std::unique_lock<std::mutex> lock(stripe->mu, std::defer_lock);
+          if (locking) lock.lock();
+          sum += stripe->store.stats();
+        }
+        P::Stats(request, server_->Stats(), sum, &direct_);
+        return;
+      }
+    }
+  }
+
+  // A multi-key get against the stripes: runs of consecutive keys in one stripe run
+  // under one lock, in request order, then one END.
+  void SharedMultiGet(const Request& request) {
+    const bool locking = server_->locking();
+    const auto& keys = request.keys;
+    size_t begin = 0;
+    while (begin < keys.size()) {
+      Server::Stripe* stripe = &server_->StripeOf(keys[begin]);
+      size_t end = begin + 1;
+      while (end < keys.size() && &server_->StripeOf(keys[end]) == stripe) ++end;
+      std::unique_lock<std::mutex> lock(stripe->mu, std::defer_lock);
+      if (locking) lock.lock();
+      if (begin == 0 && end == keys.size()) {
+        Answer<AsciiProtocol>(request, &stripe->store);  // one stripe: the common case
+        return;
+      }
+      Request part = request;  // views into the parser: valid during this call
+      part.keys.assign(keys.begin() + begin, keys.begin() + end);
+      Answer<AsciiProtocol>(part, &stripe->store, ExecuteOptions{.write_end = false});
+      begin = end;
+    }
+    direct_.append(kEnd);
   }
 
   static std::string_view KeyOf(const Request& r) { return r.key(); }
@@ -255,6 +405,7 @@ class Connection {
   }
 
   void Fill(uint64_t seq, std::string out) {
+    if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] LogResponse(out);
     Slot& slot = slots_[seq - base_seq_];
     slot.bytes = std::move(out);
     slot.ready = true;
@@ -349,11 +500,17 @@ class Connection {
     if (wrote) socket_->Flush().IgnoreError();
   }
 
-  void Close() { state_->Remove(id_); }  // destroys this
+  void Close() {
+    if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] {
+      fprintf(stderr, "<%d connection closed.\n", fd_);
+    }
+    state_->Remove(id_);  // destroys this
+  }
 
   ShardState* state_;
   Server* server_;
   uint64_t id_;
+  int fd_;  // for log lines, as memcached names connections
   RequestParser parser_;
   std::unique_ptr<BinaryParser> binary_;  // set once the first byte was 0x80
   bool ascii_ = false;
@@ -371,6 +528,9 @@ void ShardState::Adopt(int fd) {
   // Replies are small and must not wait for an ACK (memcached sets it too).
   SetNoDelay(fd).IgnoreError();
   const uint64_t id = next_id_++;
+  if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] {
+    fprintf(stderr, "<%d new auto-negotiating client connection\n", fd);
+  }
   conns_.emplace(id, std::make_unique<Connection>(this, id, fd));
 }
 
@@ -387,6 +547,15 @@ void ShardState::Deliver(uint64_t id, uint64_t seq, std::string bytes) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;  // closed meanwhile
   it->second->Complete(seq, std::move(bytes));
+}
+
+size_t StripeCount(const Config& config) {
+  if (config.stripes > 0) return config.stripes;
+  // One shard needs no lock at all, and one stripe keeps a single exact LRU.
+  if (config.threads <= 1) return 1;
+  size_t n = std::min<size_t>(size_t{8} * static_cast<size_t>(config.threads), 64);
+  const size_t by_memory = (config.memory_mb << 20) / (4 * config.max_item_size);
+  return std::max<size_t>(1, std::min(n, by_memory));
 }
 
 int Server::Owner(std::string_view key) const {
@@ -434,10 +603,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
         o.max_item_size = raw->config_.max_item_size;
         o.cas_offset = static_cast<uint64_t>(shard.id()) + 1;  // disjoint CAS spaces
         o.cas_stride = static_cast<uint64_t>(raw->config_.threads);
+        o.lru_bump_interval_seconds = raw->config_.lru_bump_interval_seconds;
         return std::make_unique<ShardState>(raw, shard.id(), o);
       });
   if (!states.ok()) return states.status();
   server->states_ = *std::move(states);
+  server->verbosity.store(std::min(config.verbosity, 2), std::memory_order_relaxed);
+  if (config.store == StoreLayout::kShared) {
+    const size_t stripes = StripeCount(config);
+    const size_t per_stripe = (config.memory_mb << 20) / stripes;
+    for (size_t i = 0; i < stripes; ++i) {
+      StoreOptions o;
+      o.max_bytes = per_stripe;
+      o.max_item_size = config.max_item_size;
+      o.cas_offset = i + 1;  // disjoint CAS spaces
+      o.cas_stride = stripes;
+      o.lru_bump_interval_seconds = config.lru_bump_interval_seconds;
+      server->stripes_.push_back(std::make_unique<Stripe>(o));
+    }
+  }
 
   absl::StatusOr<SocketAddress> address =
       config.unix_socket.empty() ? SocketAddress::ParseHost(config.listen, config.port)
@@ -454,6 +638,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
       [raw](Shard&, int fd, const SocketAddress&) {
         if (raw->curr_connections.load(std::memory_order_relaxed) >= raw->config_.max_connections) {
           static constexpr char kBusy[] = "ERROR Too many open connections\r\n";
+          if (raw->verbosity.load(std::memory_order_relaxed) > 0) {
+            fprintf(stderr, "Too many open connections\n");
+          }
           [[maybe_unused]] ssize_t n = write(fd, kBusy, sizeof kBusy - 1);
           close(fd);
           return;

@@ -9,13 +9,18 @@
 //  - Connections: one dispatcher shard accepts and hands each connection to a shard
 //    (round-robin, or least connections), or one SO_REUSEPORT listener per shard
 //    (Config::reuse_port). That shard alone owns the socket and its parser.
-//  - Keys: the key space is partitioned across shards by hash; each shard owns one
-//    Store with its part of the memory limit and a disjoint CAS sequence, with no lock.
-//    A request for a key owned elsewhere is copied into a message, executed on the
-//    owner shard, and its response bytes are sent back; a multi-key get is split into
-//    runs of consecutive keys with the same owner, so VALUE lines keep request order.
-//  - Pipelining: every request of a connection gets a response slot; slots are written
-//    strictly in request order, whichever shard answers first.
+//  - Keys, StoreLayout::kShared (default): the key space is split by hash into lock
+//    stripes, each one Store with its part of the memory limit and a disjoint CAS
+//    sequence, guarded by a std::mutex. The connection's shard runs every request
+//    itself, against the stripe of its key; nothing crosses shards.
+//  - Keys, StoreLayout::kPartitioned: the key space is partitioned across shards by
+//    hash; each shard owns one Store with its part of the memory limit and a disjoint
+//    CAS sequence, with no lock. A request for a key owned elsewhere is copied into a
+//    message, executed on the owner shard, and its response bytes are sent back; a
+//    multi-key get is split into runs of consecutive keys with the same owner, so
+//    VALUE lines keep request order.
+//  - Pipelining: responses are written strictly in request order; a response that
+//    waits for another shard takes a slot, and later ones queue behind it.
 //
 // Thread safety: Start/Stop/Wait from any thread that is not one of the server's
 // shards.
@@ -24,8 +29,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "examples/memcached/protocol.h"
@@ -35,6 +44,17 @@
 #include "runtime/runtime.h"
 
 namespace evactor::memcached {
+
+// Where items live (-o store=...).
+enum class StoreLayout : uint8_t {
+  // One Store per lock stripe, shared by every shard: a connection's own shard runs
+  // each request against the stripe that owns the key, under that stripe's mutex.
+  // No cross-shard messages. The default (see docs/MEMCACHED.md for the measurements).
+  kShared,
+  // One Store per shard, no locks; requests for keys another shard owns travel there
+  // as messages and their responses come back as messages.
+  kPartitioned,
+};
 
 struct Config {
   uint16_t port = 11211;                // -p
@@ -46,7 +66,19 @@ struct Config {
   size_t max_item_size = size_t{1} << 20;  // -I
   int verbosity = 0;                    // -v / -vv
   bool reuse_port = false;              // one SO_REUSEPORT listener per shard
+  StoreLayout store = StoreLayout::kShared;  // -o store=shared|partitioned
+  // kShared: number of lock stripes (-o stripes=N); 0 picks 1 for one shard (no
+  // lock is taken then), else 8 per shard, at most 64, and at most one per
+  // 4 * max_item_size of memory (so that every stripe holds the largest item with
+  // room to spare).
+  size_t stripes = 0;
+  // LRU: a read moves an item to the head of its LRU only if it was last moved at
+  // least this many seconds ago (memcached's ITEM_UPDATE_INTERVAL, 60 s).
+  int64_t lru_bump_interval_seconds = 60;
 };
+
+// How many stripes a shared store gets for `config` (see Config::stripes).
+size_t StripeCount(const Config& config);
 
 class ShardState;
 
@@ -64,6 +96,22 @@ class Server {
 
   // Internal, used by connections on the shards.
   int Owner(std::string_view key) const;
+  // kShared: one lock stripe, its Store and the mutex that guards it.
+  struct alignas(64) Stripe {
+    explicit Stripe(const StoreOptions& options) : store(options) {}
+    std::mutex mu;
+    Store store;
+  };
+  bool shared() const { return config_.store == StoreLayout::kShared; }
+  // Whether stripes must be locked (not with a single shard).
+  bool locking() const { return config_.threads > 1; }
+  Stripe& StripeOf(std::string_view key) {
+    const size_t n = stripes_.size();
+    return *stripes_[n == 1 ? 0 : std::hash<std::string_view>()(key) % n];
+  }
+  std::vector<std::unique_ptr<Stripe>>& stripes() { return stripes_; }
+  // -v level; the `verbosity` command changes it (0..2).
+  std::atomic<int> verbosity{0};
   Runtime& runtime() { return *runtime_; }
   PerShard<ShardState>& states() { return *states_; }
   const Config& config() const { return config_; }
@@ -79,6 +127,7 @@ class Server {
   int64_t started_unix_ = 0;
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<PerShard<ShardState>> states_;
+  std::vector<std::unique_ptr<Stripe>> stripes_;
   std::unique_ptr<ShardedListener> listener_;
 };
 

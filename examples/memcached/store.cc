@@ -243,12 +243,18 @@ void Store::LruPushHead(Item* item) {
 }
 
 void Store::Bump(Item* item, int64_t now, bool mark_fetched) {
+  if (mark_fetched) item->bits |= kFetched;
+  const uint16_t stamp = MinuteStamp(now);
+  if (options_.lru_bump_interval_seconds > 0 &&
+      int64_t{static_cast<uint16_t>(stamp - item->atime)} * 60 <
+          options_.lru_bump_interval_seconds) {
+    return;  // moved recently enough: spare the relink (and its cache misses)
+  }
   if (item != lru_head_) {
     LruRemove(item);
     LruPushHead(item);
   }
-  item->atime = MinuteStamp(now);
-  if (mark_fetched) item->bits |= kFetched;
+  item->atime = stamp;
 }
 
 // Access times cost two bytes per item: minutes since the Store was created, modulo

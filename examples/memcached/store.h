@@ -96,6 +96,13 @@ struct StoreOptions {
   uint64_t cas_stride = 1;
   // Not owned; must outlive the Store. Null means Clock::Real().
   const Clock* clock = nullptr;
+  // A read (or a failed add, or an in-place incr/decr) moves an item to the LRU head
+  // and refreshes its access time only if the item was last moved at least this many
+  // seconds ago, as memcached does (ITEM_UPDATE_INTERVAL, 60 s): a hot item is then
+  // not relinked on every hit. Access times have one-minute resolution, so with a
+  // positive interval an item moves at most once per minute stamp. 0: every access
+  // moves it (exact LRU order).
+  int64_t lru_bump_interval_seconds = 60;
 };
 
 // Counters, named as in memcached's "stats" output. Gauges (curr_items, bytes,
@@ -281,7 +288,8 @@ class Store {
   }
 
   // --- Retrieval ---------------------------------------------------------------
-  // get/gets: the item, bumped to the LRU head and marked fetched. Counts cmd_get and
+  // get/gets: the item, bumped to the LRU head (see lru_bump_interval_seconds) and
+  // marked fetched. Counts cmd_get and
   // get_hits or get_misses.
   std::optional<ItemView> Get(std::string_view key);
   // gat/gats: like Get, and sets the exptime. Counts cmd_touch and touch_hits/misses.

@@ -1,8 +1,10 @@
 // The memcached-compatible server as a real process: memccapable's ASCII and binary
-// suites with 1 and 4 shards, and 200 concurrent clients doing mixed operations with
-// every value read back checked. Servers listen on 127.0.0.1 on ports the kernel picks and are
+// suites with 1 and 4 shards in both store layouts (shared, partitioned), 200 concurrent
+// clients doing mixed operations with every value read back checked, and the -v/-vv
+// log lines on stderr. Servers listen on 127.0.0.1 on ports the kernel picks and are
 // stopped by their own pid.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -57,12 +60,23 @@ int Connect(uint16_t port) {
 // A server process for one test.
 class ServerProcess {
  public:
-  explicit ServerProcess(int threads) : port_(FreePort()) {
+  // `extra`: more flags; `stderr_path`: where the server's stderr goes (if not empty).
+  explicit ServerProcess(int threads, std::vector<std::string> extra = {},
+                         const std::string& stderr_path = "")
+      : port_(FreePort()) {
+    std::vector<std::string> args = {"server", "-p", std::to_string(port_), "-t",
+                                      std::to_string(threads)};
+    args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
-      const std::string port = std::to_string(port_);
-      const std::string t = std::to_string(threads);
-      execl(ServerPath().c_str(), "server", "-p", port.c_str(), "-t", t.c_str(), nullptr);
+      if (!stderr_path.empty()) {
+        const int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) dup2(fd, 2);
+      }
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(ServerPath().c_str(), argv.data());
       _exit(127);
     }
     // Wait (bounded) until it accepts.
@@ -108,10 +122,13 @@ int RunCommand(const std::string& command, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-class MemccapableTest : public ::testing::TestWithParam<int> {};
+std::string StoreFlag(const std::string& layout) { return "store=" + layout; }
+
+class MemccapableTest : public ::testing::TestWithParam<std::tuple<int, std::string>> {};
 
 TEST_P(MemccapableTest, EveryAsciiAndBinaryTestPasses) {
-  ServerProcess server(GetParam());
+  const auto& [threads, layout] = GetParam();
+  ServerProcess server(threads, {"-o", StoreFlag(layout)});
   std::string out;
   const int rc =
       RunCommand(absl::StrCat("timeout 120 memccapable -h 127.0.0.1 -p ", server.port()), &out);
@@ -123,7 +140,9 @@ TEST_P(MemccapableTest, EveryAsciiAndBinaryTestPasses) {
   EXPECT_NE(out.find("binary stat"), std::string::npos) << out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shards, MemccapableTest, ::testing::Values(1, 4));
+INSTANTIATE_TEST_SUITE_P(ShardsAndLayouts, MemccapableTest,
+                         ::testing::Combine(::testing::Values(1, 4),
+                                            ::testing::Values("shared", "partitioned")));
 
 // Reads exactly n bytes (fewer on EOF or the 10 s receive timeout).
 std::string ReadExactly(int fd, size_t n) {
@@ -137,8 +156,10 @@ std::string ReadExactly(int fd, size_t n) {
   return got;
 }
 
-TEST(MemcachedConcurrencyTest, TwoHundredClientsMixedOperationsEveryValueChecked) {
-  ServerProcess server(4);
+class MemcachedConcurrencyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MemcachedConcurrencyTest, TwoHundredClientsMixedOperationsEveryValueChecked) {
+  ServerProcess server(4, {"-o", StoreFlag(GetParam())});
   constexpr int kClients = 200;
   constexpr int kRounds = 40;
   std::atomic<int> failures{0};
@@ -175,5 +196,94 @@ TEST(MemcachedConcurrencyTest, TwoHundredClientsMixedOperationsEveryValueChecked
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(checks.load(), kClients * kRounds);
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, MemcachedConcurrencyTest,
+                         ::testing::Values("shared", "partitioned"));
+
+std::string ReadFile(const std::string& path) {
+  std::string out;
+  FILE* f = fopen(path.c_str(), "r");
+  if (f == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  fclose(f);
+  return out;
+}
+
+// Sends `request` and reads until `want` bytes arrived.
+std::string RoundTrip(int fd, const std::string& request, size_t want) {
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
+  return ReadExactly(fd, want);
+}
+
+std::string TempPath(const std::string& name) {
+  const char* dir = getenv("TEST_TMPDIR");
+  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
+}
+
+class VerbosityTest : public ::testing::TestWithParam<std::string> {};
+
+// -vv logs, like memcached 1.6, one line per connection event, command and response
+// line; `verbosity 0` turns that off at run time and `verbosity 2` back on.
+TEST_P(VerbosityTest, VeryVerboseLogsConnectionsCommandsAndResponses) {
+  const std::string log = TempPath("vv_" + GetParam() + ".log");
+  {
+    ServerProcess server(2, {"-vv", "-o", StoreFlag(GetParam())}, log);
+    const int fd = Connect(server.port());
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(RoundTrip(fd, "set vkey 0 0 3\r\nabc\r\n", 8), "STORED\r\n");
+    const std::string hit = "VALUE vkey 0 3\r\nabc\r\nEND\r\n";
+    ASSERT_EQ(RoundTrip(fd, "get vkey\r\n", hit.size()), hit);
+    ASSERT_EQ(RoundTrip(fd, "get nokey\r\n", 5), "END\r\n");
+    ASSERT_EQ(RoundTrip(fd, "verbosity 0\r\n", 4), "OK\r\n");
+    ASSERT_EQ(RoundTrip(fd, "get silent\r\n", 5), "END\r\n");
+    ASSERT_EQ(RoundTrip(fd, "verbosity 2\r\n", 4), "OK\r\n");
+    ASSERT_EQ(RoundTrip(fd, "delete nokey\r\n", 11), "NOT_FOUND\r\n");
+    close(fd);
+    // The close is logged by the server's loop: give it a moment before stopping.
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const std::string out = ReadFile(log);
+  for (const char* want :
+       {" new auto-negotiating client connection\n", " set vkey 0 0 3\n", " STORED\n",
+        " get vkey\n", " sending key vkey\n", " END\n", " get nokey\n", " verbosity 0\n",
+        " delete nokey\n", " NOT_FOUND\n", " connection closed.\n"}) {
+    EXPECT_NE(out.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << out;
+  }
+  // Commands go with '<', responses with '>', both followed by the connection's fd.
+  EXPECT_NE(out.find(">"), std::string::npos) << out;
+  EXPECT_EQ(out.find("get silent"), std::string::npos) << out;  // logged at verbosity 0
+}
+
+TEST_P(VerbosityTest, QuietByDefault) {
+  const std::string log = TempPath("quiet_" + GetParam() + ".log");
+  {
+    ServerProcess server(2, {"-o", StoreFlag(GetParam())}, log);
+    const int fd = Connect(server.port());
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(RoundTrip(fd, "get vkey\r\n", 5), "END\r\n");
+    close(fd);
+  }
+  EXPECT_EQ(ReadFile(log), "");
+}
+
+TEST(VerboseTest, VerboseReportsRefusedConnections) {
+  const std::string log = TempPath("v_refused.log");
+  {
+    ServerProcess server(1, {"-v", "-c", "2"}, log);
+    std::vector<int> fds;
+    for (int i = 0; i < 4; ++i) fds.push_back(Connect(server.port()));
+    absl::SleepFor(absl::Milliseconds(300));
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  const std::string out = ReadFile(log);
+  EXPECT_NE(out.find("Too many open connections"), std::string::npos) << out;
+  EXPECT_EQ(out.find("new auto-negotiating"), std::string::npos) << out;  // -vv only
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, VerbosityTest, ::testing::Values("shared", "partitioned"));
 
 }  // namespace

@@ -31,7 +31,8 @@ class FakeClock final : public Clock {
 class StoreTest : public ::testing::Test {
  protected:
   StoreOptions Options(size_t max_bytes = size_t{64} << 20) {
-    return StoreOptions{.max_bytes = max_bytes, .clock = &clock_};
+    // Exact LRU order: every access moves the item (the server's default is 60 s).
+    return StoreOptions{.max_bytes = max_bytes, .clock = &clock_, .lru_bump_interval_seconds = 0};
   }
   static std::string Value(Store& store, std::string_view key) {
     std::optional<ItemView> item = store.Peek(key);
@@ -117,6 +118,30 @@ TEST_F(StoreTest, EvictsLeastRecentlyUsedFirst) {
   EXPECT_EQ(stats.evictions, 4u);
   EXPECT_EQ(stats.evicted_unfetched, 3u);  // k1, k3 and k4 were never read; k0 was
   EXPECT_EQ(stats.curr_items, 5u);
+}
+
+TEST_F(StoreTest, ReadsMoveAnItemAtMostOncePerBumpInterval) {
+  // memcached's ITEM_UPDATE_INTERVAL: a hit moves an item to the LRU head only if it
+  // was last moved at least lru_bump_interval_seconds ago.
+  const size_t charge = Store::ItemCharge(2, 10);
+  StoreOptions options = Options(3 * charge);
+  options.lru_bump_interval_seconds = 60;
+  Store store(options);
+  store.Set("k0", std::string(10, 'v'), 0, 0);
+  store.Set("k1", std::string(10, 'v'), 0, 0);
+  store.Set("k2", std::string(10, 'v'), 0, 0);
+  // Read right after it was written: not moved, k0 stays the oldest.
+  ASSERT_TRUE(store.Get("k0").has_value());
+  store.Set("k3", std::string(10, 'v'), 0, 0);
+  EXPECT_FALSE(store.Peek("k0").has_value());
+  // Two minutes later a read moves k1 to the head, so k2 goes first.
+  clock_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(store.Get("k1").has_value());
+  store.Set("k4", std::string(10, 'v'), 0, 0);
+  EXPECT_FALSE(store.Peek("k2").has_value());
+  EXPECT_TRUE(store.Peek("k1").has_value());
+  // A read that does not move the item still marks it fetched.
+  EXPECT_EQ(store.stats().evicted_unfetched, 1u);  // k2 (k0 had been read)
 }
 
 TEST_F(StoreTest, EvictedUnfetchedCountsOnlyItemsNeverRead) {
