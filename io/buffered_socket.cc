@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <span>
+#include <string_view>
 #include <utility>
 
 #include "io/socket_util.h"
@@ -158,8 +160,9 @@ void BufferedSocket::UpdateWriteInterest() {
     return;
   }
   if (writer_ == nullptr) return;
-  // Inside the read callback: OnReadable writes right after it (see there).
-  if (in_read_callback_) return;
+  // Inside the read callback: OnReadable writes right after it (see there). Queued
+  // in the send batch: it writes at the end of the iteration, then re-arms.
+  if (in_read_callback_ || batch_queued_) return;
   const bool pending = !output_.empty() || !raw_out_.empty();
   const bool want = (enabled_ & kBevWriting) && pending && !write_throttled_;
   if (want && !writer_->started()) {
@@ -269,6 +272,9 @@ void BufferedSocket::OnReadable(uint32_t bits) {
   if (!ReadCallback()) return;
   in_read_callback_ = false;
   if (!output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_) {
+    // With io_uring, the reply goes out with the iteration's others, in one
+    // submission at its end (io/send_batch.h).
+    if (QueueForBatch()) return;
     const size_t before = output_.size() + raw_out_.size();
     bool ok = false;
     if (!Guarded([&] { ok = WriteNow(true).ok(); })) return;
@@ -334,6 +340,82 @@ absl::Status BufferedSocket::Flush() {
   absl::Status s = WriteNow(true);
   UpdateWriteInterest();
   return s;
+}
+
+void BufferedSocket::FlushAtEndOfIteration() {
+  if (QueueForBatch()) return;
+  Flush().IgnoreError();  // reported through the event callback
+}
+
+bool BufferedSocket::QueueForBatch() {
+  if (batch_queued_) return true;
+  if (is_pair_ || fd_ < 0 || closed_ || out_filter_ || limit_ != nullptr || group_ != nullptr ||
+      output_.size() > SendBatch::kMaxBytes || !loop_.running()) {
+    return false;
+  }
+  if (batch_ == nullptr) {
+    batch_ = SendBatch::For(loop_);
+    if (batch_ == nullptr) return false;
+  }
+  batch_place_ = batch_->Queue(this);
+  batch_queued_ = true;
+  return true;
+}
+
+int BufferedSocket::PrepareBatchedSend(iovec* iov, int max) {
+  batch_bytes_ = 0;
+  batch_drained_ = 0;
+  batch_error_ = 0;
+  if (closed_ || fd_ < 0 || write_failed_ || write_throttled_ || !(enabled_ & kBevWriting) ||
+      output_.empty() || out_filter_ || limit_ != nullptr || group_ != nullptr) {
+    return 0;
+  }
+  std::string_view pieces[SendBatch::kMaxIov];
+  const int cap = std::min(max, SendBatch::kMaxIov);
+  const size_t total = output_.Peek(0, Buffer::kAll, std::span<std::string_view>(pieces, cap));
+  const int n = static_cast<int>(std::min<size_t>(total, static_cast<size_t>(cap)));
+  for (int i = 0; i < n; ++i) {
+    iov[i].iov_base = const_cast<char*>(pieces[i].data());
+    iov[i].iov_len = pieces[i].size();
+    batch_bytes_ += pieces[i].size();
+  }
+  return n;
+}
+
+void BufferedSocket::ApplyBatchedSend(int result) {
+  if (result > 0) {
+    batch_drained_ = static_cast<size_t>(result);
+    output_.Drain(batch_drained_);
+  } else if (result < 0 && result != -EAGAIN && result != -EWOULDBLOCK && result != -EINTR) {
+    batch_error_ = -result;
+  }
+}
+
+void BufferedSocket::FinishBatchedSend(bool applied) {
+  batch_queued_ = false;
+  if (closed_) return;
+  if (!applied) {
+    // Not sent through the batch (nothing to send then, or no ring): as after the
+    // read callback without one.
+    if (!output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_) {
+      const size_t before = output_.size() + raw_out_.size();
+      bool ok = false;
+      if (!Guarded([&] { ok = WriteNow(true).ok(); })) return;
+      if (!ok) return;
+      const size_t after = output_.size() + raw_out_.size();
+      if (after < before && output_.size() <= write_low_ && !WriteCallback()) return;
+    }
+    UpdateWriteInterest();
+    return;
+  }
+  if (batch_error_ != 0) {
+    write_failed_ = true;
+    if (writer_ != nullptr) writer_->Stop();
+    Event(kBevWriting | kBevError, batch_error_);
+    return;
+  }
+  if (batch_drained_ > 0 && output_.size() <= write_low_ && !WriteCallback()) return;
+  UpdateWriteInterest();  // arms the watcher for what the kernel did not take
 }
 
 void BufferedSocket::PairDeliver() {
@@ -453,6 +535,10 @@ void BufferedSocket::LeaveGroup() {
 }
 
 void BufferedSocket::Close() {
+  if (batch_queued_) {
+    batch_->Forget(batch_place_);
+    batch_queued_ = false;
+  }
   if (closed_) return;
   closed_ = true;
   LeaveGroup();

@@ -64,6 +64,7 @@
 #include "io/buffer.h"
 #include "io/connector.h"
 #include "io/rate_limit.h"
+#include "io/send_batch.h"
 #include "runtime/io_watcher.h"
 #include "runtime/loop.h"
 #include "runtime/timer.h"
@@ -160,6 +161,12 @@ class BufferedSocket {
   // Writes what it can now, without waiting for the loop. Returns the error that
   // writing met (also reported through the event callback).
   absl::Status Flush();
+  // Writes the output at the end of the current loop iteration, in one io_uring
+  // submission with every other socket's (io/send_batch.h); where that is not
+  // possible (no io_uring, a filter or rate limit, a pair, a large output, the loop
+  // not running) it flushes now. Errors are reported through the event callback.
+  // Output produced in the read callback is sent this way without asking.
+  void FlushAtEndOfIteration();
   // Closes the fd (or, for a pair, tells the partner EOF) and stops all activity; no
   // callbacks after this. Idempotent.
   void Close();
@@ -171,6 +178,7 @@ class BufferedSocket {
   BufferedSocket* partner() const { return partner_; }
 
  private:
+  friend class SendBatch;
   struct PairTag {};
   BufferedSocket(Loop& loop, PairTag);
   void OnReadable(uint32_t bits);
@@ -196,6 +204,14 @@ class BufferedSocket {
   uint64_t ReadAllowance();
   uint64_t WriteAllowance();
   void Throttle();  // wait for the next refill
+  // SendBatch: queue this socket's output for the end of the iteration (false: not
+  // eligible, write directly); describe it (0 pieces: nothing to send); take the
+  // result (no user code runs); then report and re-arm (user code may run).
+  bool QueueForBatch();
+  int PrepareBatchedSend(iovec* iov, int max);
+  size_t BatchedBytes() const { return batch_bytes_; }
+  void ApplyBatchedSend(int result);
+  void FinishBatchedSend(bool applied);
 
   Loop& loop_;
   int fd_ = -1;
@@ -230,6 +246,13 @@ class BufferedSocket {
   Buffer raw_out_;
   bool in_filtering_ = false;  // guards FilterInput re-entry from input callbacks
   bool in_read_callback_ = false;  // output is written when the read callback returns
+  // The send batch (io/send_batch.h): this socket's place in its queue while queued.
+  SendBatch* batch_ = nullptr;
+  size_t batch_place_ = 0;
+  bool batch_queued_ = false;
+  size_t batch_bytes_ = 0;    // described to the kernel by the send in progress
+  size_t batch_drained_ = 0;  // what it took
+  int batch_error_ = 0;
   bool input_callback_added_ = false;
   // Rate limits.
   std::unique_ptr<TokenBucket> limit_;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -200,7 +201,7 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
       break;
     }
     int64_t timeout_ns = -1;
-    if (nonblock || active_count_ > 0 || !deferred_.empty()) {
+    if (nonblock || active_count_ > 0 || !deferred_.empty() || extension_pending_) {
       timeout_ns = 0;
     } else if (const int64_t next = timers_->NextDeadline(); next >= 0) {
       timeout_ns = std::max<int64_t>(0, next - now_ns_);
@@ -221,6 +222,7 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
     metrics_.iterations.Add();
     ProcessActive();
     RunDeferred();
+    if (!extensions_.empty()) extension_pending_ = RunExtensions();
     metrics_.busy_ns.Record(internal::MonotonicNanos() - woke_ns_);
     if (got_break_) {
       result = RunResult::kBreak;
@@ -234,6 +236,28 @@ absl::StatusOr<RunResult> Loop::RunImpl(bool once, bool nonblock) {
   }
   running_ = false;
   return result;
+}
+
+int Loop::NewExtensionSlot() {
+  static std::atomic<int> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+LoopExtension* Loop::SetExtension(int slot, std::unique_ptr<LoopExtension> extension) {
+  CheckOwner("Loop::SetExtension");
+  if (slot < 0) return nullptr;
+  if (static_cast<size_t>(slot) >= extensions_.size()) extensions_.resize(slot + 1);
+  extensions_[slot] = std::move(extension);
+  return extensions_[slot].get();
+}
+
+bool Loop::RunExtensions() {
+  bool pending = false;
+  // By index: an extension's callbacks may install another extension.
+  for (size_t i = 0; i < extensions_.size(); ++i) {
+    if (extensions_[i] != nullptr && extensions_[i]->EndOfIteration()) pending = true;
+  }
+  return pending;
 }
 
 void Loop::Exit(absl::Duration after) {

@@ -76,6 +76,18 @@ class LoopHooks {
   virtual bool HasWork() const = 0;
 };
 
+// Per-loop state that a higher layer attaches to a loop (io's SendBatch): created on
+// demand through Loop::SetExtension, destroyed with the loop, and told once per
+// iteration, after the iteration's callbacks and deferred calls have run and before
+// the loop waits again or Run() returns. Runs on the loop's thread.
+class LoopExtension {
+ public:
+  virtual ~LoopExtension() = default;
+  // Returns true when it left work that the next iteration must pick up without
+  // blocking (for example, callbacks it ran queued more of its own work).
+  virtual bool EndOfIteration() = 0;
+};
+
 // "epoll", "poll" or "select".
 std::string_view BackendName(BackendKind kind);
 
@@ -203,6 +215,21 @@ class Loop {
   // among them), and Defer()red calls.
   int64_t pending_count() const;
 
+  // Extensions (see LoopExtension). A slot number names one kind of extension in
+  // every loop of the process; NewExtensionSlot() hands out a new one (any thread).
+  static int NewExtensionSlot();
+  // The extension in `slot`, or nullptr. Loop thread.
+  LoopExtension* extension(int slot) const {
+    return slot >= 0 && static_cast<size_t>(slot) < extensions_.size()
+               ? extensions_[slot].get()
+               : nullptr;
+  }
+  // Installs (or, with nullptr, removes) the extension in `slot`; returns it. Loop
+  // thread; not from inside that extension's EndOfIteration.
+  LoopExtension* SetExtension(int slot, std::unique_ptr<LoopExtension> extension);
+  // True while Run(), RunOnce() or RunNonBlocking() is on the stack.
+  bool running() const { return running_; }
+
  private:
   friend class IoWatcher;
   friend class Timer;
@@ -295,6 +322,9 @@ class Loop {
 
   LoopHooks* hooks_ = nullptr;
   LoopMetrics metrics_;
+  std::vector<std::unique_ptr<LoopExtension>> extensions_;  // by slot
+  bool extension_pending_ = false;  // an extension asked for a non-blocking pass
+  bool RunExtensions();
 };
 
 }  // namespace evactor

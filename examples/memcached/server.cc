@@ -497,7 +497,8 @@ class Connection {
       socket_->Flush().IgnoreError();
       return Close();
     }
-    if (wrote) socket_->Flush().IgnoreError();
+    // With the iteration's other replies, in one submission (io/send_batch.h).
+    if (wrote) socket_->FlushAtEndOfIteration();
   }
 
   void Close() {
