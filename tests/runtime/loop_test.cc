@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -873,6 +874,67 @@ TEST_P(LoopEnvTest, EverySwitchOffFailsCreate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LoopEnvTest, AllBackends(), BackendParamName);
+
+// An extension that records when it is told, and can ask for another pass.
+class RecordingExtension : public LoopExtension {
+ public:
+  explicit RecordingExtension(std::vector<std::string>* log) : log_(log) {}
+  bool EndOfIteration() override {
+    log_->push_back("end");
+    if (more_passes_ == 0) return false;
+    --more_passes_;
+    return true;
+  }
+  int more_passes_ = 0;
+
+ private:
+  std::vector<std::string>* log_;
+};
+
+TEST(LoopExtensionTest, ToldOnceAtTheEndOfEveryIterationAfterCallbacksAndDeferred) {
+  auto loop = Loop::Create({.ignore_env = true}).value();
+  const int slot = Loop::NewExtensionSlot();
+  EXPECT_NE(slot, Loop::NewExtensionSlot());  // every call a new slot
+  EXPECT_EQ(loop->extension(slot), nullptr);
+  std::vector<std::string> log;
+  LoopExtension* ext = loop->SetExtension(slot, std::make_unique<RecordingExtension>(&log));
+  EXPECT_EQ(loop->extension(slot), ext);
+  loop->RunInLoop([&] {
+    log.push_back("callback");
+    loop->Defer([&] { log.push_back("deferred"); });
+  });
+  ASSERT_TRUE(loop->RunOnce().ok());
+  EXPECT_EQ(log, (std::vector<std::string>{"callback", "deferred", "end"}));
+  // Exit() still lets the iteration's extensions run before Run() returns.
+  log.clear();
+  loop->RunInLoop([&] {
+    log.push_back("callback");
+    loop->Exit();
+  });
+  ASSERT_TRUE(loop->Run().ok());
+  EXPECT_EQ(log, (std::vector<std::string>{"callback", "end"}));
+  loop->SetExtension(slot, nullptr);
+  EXPECT_EQ(loop->extension(slot), nullptr);
+}
+
+TEST(LoopExtensionTest, AskingForAnotherPassKeepsTheLoopFromBlocking) {
+  auto loop = Loop::Create({.ignore_env = true, .run_forever = true}).value();
+  std::vector<std::string> log;
+  auto* ext = static_cast<RecordingExtension*>(loop->SetExtension(
+      Loop::NewExtensionSlot(), std::make_unique<RecordingExtension>(&log)));
+  ext->more_passes_ = 3;
+  // The first pass has a callback to run; after it nothing is pending and the loop
+  // runs forever: without the extension's requests the next RunOnce would block
+  // until the guard timer (10 s).
+  Timer guard(*loop, [&](uint32_t) { loop->Exit(); });
+  guard.Start(absl::Seconds(10));
+  loop->RunInLoop([] {});
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(loop->RunOnce().ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(log.size(), 4u);
+  EXPECT_EQ(loop->stats().sleeps, 0u);  // no pass could block
+}
 
 }  // namespace
 }  // namespace evactor
