@@ -271,18 +271,27 @@ void BufferedSocket::OnReadable(uint32_t bits) {
   in_read_callback_ = true;
   if (!ReadCallback()) return;
   in_read_callback_ = false;
-  if (!output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_) {
-    // With io_uring, the reply goes out with the iteration's others, in one
-    // submission at its end (io/send_batch.h).
-    if (QueueForBatch()) return;
+  // With io_uring, the reply goes out with the iteration's others, in one submission
+  // at its end (io/send_batch.h); else right now.
+  if (WritablePending() && QueueForBatch()) return;
+  WriteOutputNow();
+}
+
+bool BufferedSocket::WritablePending() const {
+  return !output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_;
+}
+
+bool BufferedSocket::WriteOutputNow() {
+  if (WritablePending()) {
     const size_t before = output_.size() + raw_out_.size();
     bool ok = false;
-    if (!Guarded([&] { ok = WriteNow(true).ok(); })) return;
-    if (!ok) return;
+    if (!Guarded([&] { ok = WriteNow(true).ok(); })) return false;
+    if (!ok) return false;
     const size_t after = output_.size() + raw_out_.size();
-    if (after < before && output_.size() <= write_low_ && !WriteCallback()) return;
+    if (after < before && output_.size() <= write_low_ && !WriteCallback()) return false;
   }
   UpdateWriteInterest();
+  return true;
 }
 
 absl::Status BufferedSocket::WriteNow(bool report) {
@@ -397,15 +406,7 @@ void BufferedSocket::FinishBatchedSend(bool applied) {
   if (!applied) {
     // Not sent through the batch (nothing to send then, or no ring): as after the
     // read callback without one.
-    if (!output_.empty() && (enabled_ & kBevWriting) && !write_failed_ && !write_throttled_) {
-      const size_t before = output_.size() + raw_out_.size();
-      bool ok = false;
-      if (!Guarded([&] { ok = WriteNow(true).ok(); })) return;
-      if (!ok) return;
-      const size_t after = output_.size() + raw_out_.size();
-      if (after < before && output_.size() <= write_low_ && !WriteCallback()) return;
-    }
-    UpdateWriteInterest();
+    WriteOutputNow();
     return;
   }
   if (batch_error_ != 0) {

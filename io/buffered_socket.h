@@ -208,6 +208,11 @@ class BufferedSocket {
   // eligible, write directly); describe it (0 pieces: nothing to send); take the
   // result (no user code runs); then report and re-arm (user code may run).
   bool QueueForBatch();
+  // Output is waiting and may be written (enabled, not failed, not throttled).
+  bool WritablePending() const;
+  // Writes the output now, reports a drained output to the write callback and
+  // re-arms the watcher; false when a callback destroyed this socket.
+  bool WriteOutputNow();
   int PrepareBatchedSend(iovec* iov, int max);
   size_t BatchedBytes() const { return batch_bytes_; }
   void ApplyBatchedSend(int result);
