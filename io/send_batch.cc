@@ -26,30 +26,39 @@ constexpr int kNotSent = 1 << 30;
 
 }  // namespace
 
+std::unique_ptr<io_uring> SendBatch::NewRing() {
+  if (getenv("EVACTOR_NO_URING") != nullptr) return nullptr;
+  auto ring = std::make_unique<io_uring>();
+  io_uring_params params;
+  std::memset(&params, 0, sizeof params);
+#ifdef IORING_SETUP_COOP_TASKRUN
+  // No interrupt to run completion work: the sends complete while we submit.
+  params.flags |= IORING_SETUP_COOP_TASKRUN;
+#endif
+  int r = io_uring_queue_init_params(kRingEntries, ring.get(), &params);
+  if (r == -EINVAL && params.flags != 0) {  // an older kernel: no such flag
+    std::memset(&params, 0, sizeof params);
+    r = io_uring_queue_init_params(kRingEntries, ring.get(), &params);
+  }
+  if (r < 0) return nullptr;
+  return ring;
+}
+
 SendBatch* SendBatch::For(Loop& loop) {
   LoopExtension* ext = loop.extension(Slot());
   if (ext == nullptr) {
-    std::unique_ptr<io_uring> ring;
-    if (getenv("EVACTOR_NO_URING") == nullptr) {
-      ring = std::make_unique<io_uring>();
-      io_uring_params params;
-      std::memset(&params, 0, sizeof params);
-#ifdef IORING_SETUP_COOP_TASKRUN
-      // No interrupt to run completion work: the sends complete while we submit.
-      params.flags |= IORING_SETUP_COOP_TASKRUN;
-#endif
-      int r = io_uring_queue_init_params(kRingEntries, ring.get(), &params);
-      if (r == -EINVAL && params.flags != 0) {  // an older kernel: no such flag
-        std::memset(&params, 0, sizeof params);
-        r = io_uring_queue_init_params(kRingEntries, ring.get(), &params);
-      }
-      if (r < 0) ring.reset();
-    }
     // Installed either way: a batch without a ring remembers that there is none.
-    ext = loop.SetExtension(Slot(), std::unique_ptr<LoopExtension>(new SendBatch(std::move(ring))));
+    ext = loop.SetExtension(Slot(), std::unique_ptr<LoopExtension>(new SendBatch(NewRing())));
   }
   auto* batch = static_cast<SendBatch*>(ext);
   return batch->ring_ != nullptr ? batch : nullptr;
+}
+
+void SendBatch::AfterFork() {
+  if (ring_ == nullptr) return;
+  io_uring_queue_exit(ring_.get());  // the child's mappings and fd only
+  ring_ = NewRing();
+  ring_entries_ = ring_ != nullptr ? ring_->sq.ring_entries : 0;
 }
 
 SendBatch::SendBatch(std::unique_ptr<io_uring> ring)
@@ -69,8 +78,11 @@ bool SendBatch::EndOfIteration() {
   // Callbacks run below may queue sockets again: those go after `end`, for the next
   // pass.
   const size_t end = queue_.size();
+  // Without a ring (it failed, or a fork replaced it with none) the sockets write
+  // directly, all in one pass.
+  const size_t chunk = ring_ != nullptr ? ring_entries_ : end;
   for (size_t from = 0; from < end;) {
-    const size_t n = std::min<size_t>(end - from, ring_entries_);
+    const size_t n = std::min<size_t>(end - from, chunk);
     SendChunk(from, n);
     from += n;
   }

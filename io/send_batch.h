@@ -66,9 +66,13 @@ class SendBatch final : public LoopExtension {
   const Stats& stats() const { return stats_; }
 
   bool EndOfIteration() override;
+  // The child of a fork gets a ring of its own (the parent's is shared memory).
+  void AfterFork() override;
 
  private:
   explicit SendBatch(std::unique_ptr<io_uring> ring);
+  // A new ring, or nullptr where io_uring is unavailable or switched off.
+  static std::unique_ptr<io_uring> NewRing();
   // Sends queue_[from, from + n) (non-null entries), at most the ring's size.
   void SendChunk(size_t from, size_t n);
 

@@ -463,6 +463,9 @@ absl::Status Loop::ReinitAfterFork() {
     s = signal_io_->Start();
     if (!s.ok()) return s;
   }
+  for (auto& ext : extensions_) {
+    if (ext != nullptr) ext->AfterFork();
+  }
   return fds_->ReapplyAll();
 }
 

@@ -86,6 +86,9 @@ class LoopExtension {
   // Returns true when it left work that the next iteration must pick up without
   // blocking (for example, callbacks it ran queued more of its own work).
   virtual bool EndOfIteration() = 0;
+  // Loop::ReinitAfterFork() in the child: kernel objects shared with the parent must
+  // be replaced here.
+  virtual void AfterFork() {}
 };
 
 // "epoll", "poll" or "select".

@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -253,6 +255,45 @@ TEST(SendBatchTest, FlushAtEndOfIterationFromATimer) {
   EXPECT_EQ(batch->stats().sends - before.sends, 1u);
   EXPECT_TRUE(s.output().empty());
   EXPECT_EQ(Drain(p.peer), "tick");
+}
+
+// Answers one request on a fresh pair through the loop; true when the reply came.
+bool OneRoundTrip(Loop& loop) {
+  Pair p;
+  BufferedSocket s(loop, p.ours);
+  s.SetCallbacks(
+      [](BufferedSocket& bs) {
+        bs.input().Clear();
+        bs.Write("pong");
+      },
+      nullptr, nullptr);
+  if (!s.Enable(kBevReading).ok()) return false;
+  if (write(p.peer, "ping", 4) != 4) return false;
+  if (!loop.RunOnce().ok()) return false;
+  return Drain(p.peer) == "pong";
+}
+
+TEST(SendBatchTest, AForkedChildGetsARingOfItsOwn) {
+  auto loop = NewLoop();
+  REQUIRE_BATCH(*loop);
+  ASSERT_TRUE(OneRoundTrip(*loop));
+  const uint64_t sends_before = batch->stats().sends;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child: its own ring after ReinitAfterFork, and replies still flow.
+    const bool ok = loop->ReinitAfterFork().ok() && OneRoundTrip(*loop) &&
+                    OneRoundTrip(*loop) && SendBatch::For(*loop) == batch &&
+                    batch->stats().sends == sends_before + 2;
+    _exit(ok ? 0 : 1);
+  }
+  // The parent's ring is untouched by the child's.
+  ASSERT_TRUE(OneRoundTrip(*loop));
+  EXPECT_EQ(batch->stats().sends, sends_before + 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(SendBatchTest, WithoutIoUringRepliesAreWrittenDirectly) {
