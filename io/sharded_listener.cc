@@ -152,7 +152,9 @@ void ShardedListener::Dispatch(int fd, const SocketAddress& peer) {
   for (int k = 0; k < n; ++k) {
     const int target = (first + k) % n;
     live_[target].fetch_add(1, std::memory_order_relaxed);
-    Runtime::Message m = [cb = on_connection_, fd, peer] { cb(*Shard::Current(), fd, peer); };
+    // Moved into the target's ring as it is (no type-erased wrapper, no allocation
+    // beyond the callback's own copy).
+    auto m = [cb = on_connection_, fd, peer] { cb(*Shard::Current(), fd, peer); };
     if (runtime_.TrySubmitTo(target, m).ok()) {
       handed_[target].fetch_add(1, std::memory_order_relaxed);
       return;
