@@ -29,9 +29,11 @@ namespace evactor::memcached {
 
 namespace {
 
-// A reply or a forwarded request must not be lost to a full ring.
-void SendReliably(Runtime& rt, int target, Runtime::Message m) {
-  rt.SubmitToRetrying(target, std::move(m)).IgnoreError();
+// A reply or a forwarded request must not be lost to a full ring. The closure goes
+// into the ring as it is (runtime/message_ring.h), without a type-erased wrapper.
+template <typename F>
+void SendReliably(Runtime& rt, int target, F&& fn) {
+  rt.SubmitToRetrying(target, std::forward<F>(fn)).IgnoreError();
 }
 
 }  // namespace
