@@ -21,8 +21,10 @@ int Slot() {
 
 constexpr unsigned kRingEntries = 256;
 
-// A result slot that no completion has filled (the send never reached the kernel).
+// Result slots: no send was prepared (the socket writes directly), or a send was
+// prepared and no completion has filled the slot yet.
 constexpr int kNotSent = 1 << 30;
+constexpr int kPending = (1 << 30) + 1;
 
 }  // namespace
 
@@ -115,6 +117,7 @@ void SendBatch::SendChunk(size_t from, size_t n) {
       // what fits, instead of waiting for room.
       io_uring_prep_sendmsg(sqe, s->fd(), &h, MSG_DONTWAIT | MSG_NOSIGNAL);
       io_uring_sqe_set_data64(sqe, k);
+      results_[k] = kPending;
       ++submitted;
     }
   }
@@ -122,14 +125,20 @@ void SendBatch::SendChunk(size_t from, size_t n) {
     ++stats_.submissions;
     stats_.sends += submitted;
     size_t reaped = 0;
+    bool entered = false;  // the kernel took the sends (io_uring_enter counted them)
     while (reaped < submitted) {
       const int r = io_uring_submit_and_wait(ring_.get(), 1);
+      if (r > 0) entered = true;
       if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-        // The kernel refused the submission itself: the ring is not used again (so
-        // nothing it still holds can ever be sent twice); what was not sent is
-        // written directly below.
-        fprintf(stderr, "evactor: io_uring submission failed (%s); writing directly\n",
+        // The ring is not used again, so nothing it holds can be sent later. Sends
+        // the kernel never took are written directly below; sends it took but did
+        // not complete (this should not happen with MSG_DONTWAIT) are reported as
+        // write errors rather than risk sending their bytes twice.
+        fprintf(stderr, "evactor: io_uring failed (%s); writing directly from now on\n",
                 strerror(-r));
+        for (size_t k = 0; k < n; ++k) {
+          if (results_[k] == kPending) results_[k] = entered ? -EIO : kNotSent;
+        }
         io_uring_queue_exit(ring_.get());
         ring_.reset();
         break;
