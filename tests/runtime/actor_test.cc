@@ -6,11 +6,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "runtime/actor.h"
 #include "runtime/task.h"
 #include "runtime/timer.h"
+#include "tests/runtime/notification.h"
 
 namespace evactor {
 namespace {
@@ -85,7 +85,7 @@ TEST(ActorTest, AskAcrossShardsCompletesOnTheCallersShard) {
   auto ref = rt->Spawn<Counter>({.shard = 1}, 41).value();
   std::atomic<int> value{0};
   std::atomic<int> completed_on{-1};
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   ref.Ask(&Counter::Total).Then([&](absl::StatusOr<int> v) {
                     value = v.ok() ? *v : -1;
@@ -167,7 +167,7 @@ TEST(ActorTest, CoroutineChainsAcrossShards) {
   auto b = rt->Spawn<Counter>({.shard = 2}, 22).value();
   std::atomic<int> result{0};
   std::atomic<int> resumed_on{-1};
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   SumTwice(a, b, &resumed_on).future().Then([&](absl::StatusOr<int> v) {
                     result = v.ok() ? *v : -1;
@@ -185,7 +185,7 @@ TEST(ActorTest, CoroutinePropagatesErrors) {
   auto b = rt->Spawn<Counter>({.shard = 1}, 2).value();
   ASSERT_TRUE(b.Stop().ok());
   std::atomic<int> code{-1};
-  absl::Notification done;
+  test::Notification done;
   std::atomic<int> resumed_on{-1};
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   SumOf(a, b, &resumed_on).future().Then([&](absl::StatusOr<int> v) {

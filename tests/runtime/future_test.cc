@@ -3,10 +3,10 @@
 #include <atomic>
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "runtime/future.h"
 #include "runtime/task.h"
+#include "tests/runtime/notification.h"
 
 namespace evactor {
 namespace {
@@ -14,7 +14,7 @@ namespace {
 // Runs `fn` on shard 0 of a one-shard runtime and waits for it.
 template <typename Fn>
 void OnShard(Runtime& rt, Fn fn) {
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt.SubmitTo(0, [&] {
                   fn();
                   done.Notify();
@@ -80,7 +80,7 @@ TEST(FutureTest, RemotePromiseCompletesOnTheHomeShardAndCancelsWhenDropped) {
   std::atomic<int> value{0};
   std::atomic<int> on{-1};
   std::atomic<int> dropped_code{-1};
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   Promise<int> p;
                   p.GetFuture().Then([&](absl::StatusOr<int> v) {

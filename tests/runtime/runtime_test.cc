@@ -8,12 +8,12 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "runtime/per_shard.h"
 #include "runtime/runtime.h"
 #include "runtime/signal_watcher.h"
 #include "runtime/timer.h"
+#include "tests/runtime/notification.h"
 
 namespace evactor {
 namespace {
@@ -45,7 +45,7 @@ TEST(RuntimeTest, MessagesFromOneSenderRunInOrder) {
   auto rt = Runtime::Create({.shards = 2}).value();
   constexpr int kCount = 20000;
   std::vector<int> order;  // touched only on shard 1
-  absl::Notification done;
+  test::Notification done;
   // Sender: shard 0 (shard-to-shard ring).
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < kCount; ++i) {
@@ -59,7 +59,7 @@ TEST(RuntimeTest, MessagesFromOneSenderRunInOrder) {
                 }).ok());
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   std::atomic<bool> ok{false};
-  absl::Notification checked;
+  test::Notification checked;
   ASSERT_TRUE(rt->SubmitTo(1, [&] {
                   bool in_order = order.size() == kCount;
                   for (int i = 0; in_order && i < kCount; ++i) in_order = order[i] == i;
@@ -126,8 +126,8 @@ TEST(RuntimeTest, FullForeignRingIsReportedAndKeepsTheMessage) {
   opts.mailbox.foreign_ring_capacity = 4;
   auto rt = Runtime::Create(opts).value();
   // Block the shard so that its mailbox fills up.
-  absl::Notification release;
-  absl::Notification blocked;
+  test::Notification release;
+  test::Notification blocked;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   blocked.Notify();
                   release.WaitForNotification();
@@ -162,7 +162,7 @@ TEST(RuntimeTest, FullShardRingIsReportedAndKeepsTheClosure) {
   auto rt = Runtime::Create(opts).value();
   // Shard 1 is held in a handler, so nothing drains its ring from shard 0.
   std::atomic<bool> release{false};
-  absl::Notification blocked;
+  test::Notification blocked;
   ASSERT_TRUE(rt->SubmitTo(1, [&] {
                   blocked.Notify();
                   while (!release.load()) std::this_thread::yield();
@@ -172,7 +172,7 @@ TEST(RuntimeTest, FullShardRingIsReportedAndKeepsTheClosure) {
   auto token = std::make_shared<int>(1);
   std::atomic<int> accepted{0};
   std::atomic<bool> refused_intact{false};
-  absl::Notification sent;
+  test::Notification sent;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < 1000; ++i) {
                     // The closure holds a shared_ptr: a refused one must still hold it
@@ -204,7 +204,7 @@ TEST(RuntimeTest, FullShardRingIsReportedAndKeepsTheClosure) {
 TEST(RuntimeTest, ClosuresOfEverySizeArriveInOrder) {
   auto rt = Runtime::Create({.shards = 2}).value();
   std::vector<int> got;  // shard 1 only
-  absl::Notification done;
+  test::Notification done;
   constexpr int kCount = 3000;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < kCount; ++i) {
@@ -235,7 +235,7 @@ TEST(RuntimeTest, ClosuresOfEverySizeArriveInOrder) {
 
 TEST(RuntimeTest, NoWakeupsWhileTheReceiverIsBusy) {
   auto rt = Runtime::Create({.shards = 2}).value();
-  absl::Notification go;
+  test::Notification go;
   std::atomic<int> got{0};
   // Shard 1 stays awake (a busy callback) while shard 0 sends 1000 messages.
   ASSERT_TRUE(rt->SubmitTo(1, [&] {
@@ -260,7 +260,7 @@ TEST(RuntimeTest, SleepingShardIsWokenOnce) {
   auto rt = Runtime::Create({.shards = 1}).value();
   absl::SleepFor(absl::Milliseconds(20));  // the shard is asleep in epoll_wait
   const uint64_t before = rt->shard(0).mailbox().counters().wakeups_written.load();
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt->SubmitTo(0, [&] { done.Notify(); }).ok());
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_EQ(rt->shard(0).mailbox().counters().wakeups_written.load(), before + 1);
@@ -354,7 +354,7 @@ TEST(RuntimeTest, PerShardGivesEachShardItsOwnInstance) {
   }
   while (done.load() < 30) std::this_thread::yield();
   std::atomic<int> total{0};
-  absl::Notification counted;
+  test::Notification counted;
   std::atomic<int> left{3};
   ASSERT_TRUE(rt->ForEachShard([&](Shard&) {
                   total += per->local().hits;
@@ -369,7 +369,7 @@ TEST(RuntimeTest, PerShardGivesEachShardItsOwnInstance) {
 
 TEST(RuntimeTest, ShutdownFromASignalWatcherOnAShard) {
   auto rt = Runtime::Create({.shards = 2}).value();
-  absl::Notification armed;
+  test::Notification armed;
   std::unique_ptr<SignalWatcher> watcher;  // created and destroyed on shard 1
   ASSERT_TRUE(rt->SubmitTo(1, [&] {
                   Shard* s = Shard::Current();
@@ -391,7 +391,7 @@ TEST(RuntimeTest, ShutdownFromASignalWatcherOnAShard) {
 TEST(RuntimeTest, MetricsCountWhatHappened) {
   auto rt = Runtime::Create({.shards = 2}).value();
   const Shard::Metrics before = rt->shard(1).metrics();
-  absl::Notification done;
+  test::Notification done;
   std::atomic<int> got{0};
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < 100; ++i) {
@@ -454,7 +454,7 @@ TEST(RuntimeTest, SubmitToRetryingKeepsOrderThroughAFullRing) {
   auto rt = Runtime::Create(opts).value();
   constexpr int kCount = 20000;
   std::vector<int> order;  // shard 1 only
-  absl::Notification done;
+  test::Notification done;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < kCount; ++i) {
                     // Far more than the ring holds, from one handler: the rest waits in
@@ -479,7 +479,7 @@ TEST(RuntimeTest, ShutdownWaitsForABacklog) {
   auto rt = Runtime::Create(opts).value();
   std::atomic<int> ran{0};
   constexpr int kCount = 10000;
-  absl::Notification sent;
+  test::Notification sent;
   ASSERT_TRUE(rt->SubmitTo(0, [&] {
                   for (int i = 0; i < kCount; ++i) {
                     ASSERT_TRUE(rt->SubmitToRetrying(1, [&] { ran++; }).ok());
