@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "io/buffer.h"
 
 namespace {
@@ -50,19 +51,12 @@ namespace {
 using evactor::Buffer;
 using evactor::EolStyle;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-[[noreturn]] void Die(const char* what) {
-  std::fprintf(stderr, "buffer_bench: check failed: %s\n", what);
-  std::abort();
-}
+using evactor::bench::Die;
+using evactor::bench::Median;
+using evactor::bench::NowNs;
 
 void Check(bool ok, const char* what) {
-  if (!ok) Die(what);
+  if (!ok) Die("check failed: %s", what);
 }
 
 // One implementation of one operation: runs `iters` iterations and returns the time
@@ -86,11 +80,6 @@ int Calibrate(const Workload& w, int64_t target_ns) {
     }
     iters *= 4;
   }
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Row {
@@ -366,6 +355,7 @@ Row MoveBuffers() {
 }  // namespace
 
 int main() {
+  evactor::bench::g_die_name = "buffer_bench";
   const int64_t start = NowNs();
   std::vector<Row> rows;
   rows.push_back(AppendDrain("append_drain_64", 64, 256));

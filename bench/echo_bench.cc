@@ -90,6 +90,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "io/address.h"
 #include "io/buffer.h"
 #include "io/buffered_socket.h"
@@ -108,31 +109,16 @@ bool g_in_child = false;
 
 void StopChild(pid_t pid);
 
-[[noreturn]] void Die(const char* fmt, ...) {
-  std::fflush(stdout);
-  std::va_list ap;
-  va_start(ap, fmt);
-  std::fputs(g_in_child ? "echo_bench (server): FATAL: " : "echo_bench: FATAL: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  if (g_in_child) _exit(2);
+using evactor::bench::Die;
+using evactor::bench::Median;
+using evactor::bench::NowNs;
+using evactor::bench::SleepNs;
+
+// Die's cleanup in the parent: the servers it forked go too.
+void StopChildrenBeforeDie() {
+  if (g_in_child) return;
   std::vector<pid_t> children = g_children;
   for (pid_t pid : children) StopChild(pid);
-  std::exit(2);
-}
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-void SleepNs(int64_t ns) {
-  if (ns <= 0) return;
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
 }
 
 int64_t SelfCpuNs() {
@@ -179,13 +165,6 @@ CpuTimes ProcessCpu(pid_t pid) {
   static const long ticks = sysconf(_SC_CLK_TCK);
   const double per_tick = 1.0 / static_cast<double>(ticks > 0 ? ticks : 100);
   return CpuTimes{static_cast<double>(utime) * per_tick, static_cast<double>(stime) * per_tick};
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 void SetNoDelayOrDie(int fd) {
@@ -396,6 +375,7 @@ Child StartChild(ServerKind kind, const std::vector<int>& close_in_child) {
   if (pid == 0) {
     g_in_child = true;
     g_children.clear();
+    evactor::bench::g_die_name = "echo_bench (server)";
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the benchmark
     if (getppid() != parent) _exit(1);
     close(p[0]);
@@ -830,6 +810,8 @@ bool ParseInt(std::string_view s, long* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  evactor::bench::g_die_name = "echo_bench";
+  evactor::bench::g_before_die_exit = StopChildrenBeforeDie;
   Config cfg;
   int rounds = -1;
   double seconds = -1, warmup = -1;

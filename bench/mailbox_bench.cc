@@ -87,6 +87,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "runtime/actor.h"
 #include "runtime/future.h"
 #include "runtime/loop.h"
@@ -101,39 +102,10 @@ using evactor::Shard;
 // ---------------------------------------------------------------------------
 // Small utilities.
 
-[[noreturn]] void Die(const char* fmt, ...) {
-  std::fflush(stdout);
-  std::va_list ap;
-  va_start(ap, fmt);
-  std::fputs("mailbox_bench: FATAL: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::fflush(stderr);
-  // Threads may be running (or stuck): don't run static destructors under them.
-  _exit(2);
-}
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-// The value at fraction q (0..1) of the sorted samples (nearest rank).
-double Percentile(std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(q * static_cast<double>(sorted.size()));
-  if (i >= sorted.size()) i = sorted.size() - 1;
-  return sorted[i];
-}
+using evactor::bench::Die;
+using evactor::bench::Median;
+using evactor::bench::NowNs;
+using evactor::bench::Percentile;
 
 // A stuck implementation must not hang the benchmark (generous, so that a run under
 // valgrind still finishes).
@@ -1430,4 +1402,7 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return Run(argc, argv); }
+int main(int argc, char** argv) {
+  evactor::bench::g_die_name = "mailbox_bench";
+  return Run(argc, argv);
+}

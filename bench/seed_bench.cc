@@ -54,6 +54,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "runtime/events.h"
 #include "runtime/io_watcher.h"
 #include "runtime/loop.h"
@@ -64,36 +65,10 @@ namespace {
 // ---------------------------------------------------------------------------
 // Small utilities.
 
-[[noreturn]] void Die(const char* fmt, ...) {
-  std::fflush(stdout);
-  std::va_list ap;
-  va_start(ap, fmt);
-  std::fputs("seed_bench: FATAL: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::exit(2);
-}
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-void SleepNs(int64_t ns) {
-  if (ns <= 0) return;
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
+using evactor::bench::Die;
+using evactor::bench::Median;
+using evactor::bench::NowNs;
+using evactor::bench::SleepNs;
 
 // A stuck implementation must not hang the benchmark forever (generous, so that a
 // run under valgrind still passes).
@@ -926,4 +901,7 @@ int Run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return Run(argc, argv); }
+int main(int argc, char** argv) {
+  evactor::bench::g_die_name = "seed_bench";
+  return Run(argc, argv);
+}
