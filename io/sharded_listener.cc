@@ -1,7 +1,9 @@
 #include "io/sharded_listener.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include <latch>
@@ -146,9 +148,25 @@ int ShardedListener::Pick() {
   return best;
 }
 
+int ShardedListener::Steer(int fd) const {
+  if (!options_.steer_to_incoming_cpu || !runtime_.pinned()) return -1;
+  int cpu = -1;
+  socklen_t len = sizeof cpu;
+  if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0) return -1;
+  const int local = runtime_.ShardOnCpu(cpu);
+  if (local < 0) return -1;
+  int64_t min_live = live_[0].load(std::memory_order_relaxed);
+  for (int i = 1; i < runtime_.size(); ++i) {
+    min_live = std::min(min_live, live_[i].load(std::memory_order_relaxed));
+  }
+  const int64_t allowed = min_live + std::max(options_.steer_slack, 0) + min_live / 4;
+  return live_[local].load(std::memory_order_relaxed) < allowed + 1 ? local : -1;
+}
+
 void ShardedListener::Dispatch(int fd, const SocketAddress& peer) {
   const int n = runtime_.size();
-  const int first = Pick();
+  const int local = Steer(fd);
+  const int first = local >= 0 ? local : Pick();
   for (int k = 0; k < n; ++k) {
     const int target = (first + k) % n;
     live_[target].fetch_add(1, std::memory_order_relaxed);
@@ -157,6 +175,7 @@ void ShardedListener::Dispatch(int fd, const SocketAddress& peer) {
     auto m = [cb = on_connection_, fd, peer] { cb(*Shard::Current(), fd, peer); };
     if (runtime_.TrySubmitTo(target, m).ok()) {
       handed_[target].fetch_add(1, std::memory_order_relaxed);
+      if (target == local) steered_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     live_[target].fetch_sub(1, std::memory_order_relaxed);

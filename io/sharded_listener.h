@@ -46,6 +46,18 @@ struct ShardedListenerOptions {
   Mode mode = Mode::kDispatcher;
   Policy policy = Policy::kRoundRobin;
   int dispatcher_shard = 0;
+  // Steering (kDispatcher, shards pinned: RuntimeOptions::affinity): a connection
+  // goes to the shard pinned to the CPU the kernel last handled its packets on
+  // (SO_INCOMING_CPU: for a NIC, the CPU that serves its receive queue; over
+  // loopback, the CPU the client ran on), so that its wake-ups, its socket buffers
+  // and the shard's work stay on one CPU (measured with the memcached server at two
+  // shards: ~30% less CPU per request). `policy` decides instead when no shard is
+  // pinned to that CPU, the kernel does not say, or that shard already holds more
+  // than `steer_slack` + min/4 open connections beyond the least loaded shard's min
+  // (open counts come from ConnectionClosed(); without those reports, from the
+  // connections handed out). Ignored when the shards are not pinned.
+  bool steer_to_incoming_cpu = false;
+  int steer_slack = 4;
   ListenerOptions listener;
 };
 
@@ -74,12 +86,16 @@ class ShardedListener {
   uint64_t handed_to(int shard) const { return handed_[shard].load(std::memory_order_relaxed); }
   int64_t live(int shard) const { return live_[shard].load(std::memory_order_relaxed); }
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+  // Connections that went to the shard on their incoming CPU (steer_to_incoming_cpu).
+  uint64_t steered() const { return steered_.load(std::memory_order_relaxed); }
 
  private:
   ShardedListener(Runtime& runtime, OnConnection cb, Options options);
   void Dispatch(int fd, const SocketAddress& peer);
   void AddSlot(Shard& shard);  // on `shard`'s thread
   int Pick();
+  // The shard on `fd`'s incoming CPU if steering applies (see Options), else -1.
+  int Steer(int fd) const;
   absl::Status RunOnEveryShard(std::function<absl::Status(Shard&)> fn);
 
   Runtime& runtime_;
@@ -95,6 +111,7 @@ class ShardedListener {
   std::unique_ptr<std::atomic<uint64_t>[]> handed_;
   std::unique_ptr<std::atomic<int64_t>[]> live_;
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> steered_{0};
   uint64_t next_ = 0;  // dispatcher shard only
   bool stopped_ = false;
 };

@@ -1,9 +1,15 @@
 #include "runtime/runtime.h"
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/internal/clock.h"
+#include "runtime/internal/errno_status.h"
 #include "runtime/timer.h"
 
 namespace evactor {
@@ -181,6 +187,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
   if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
   if (n <= 0) n = 1;
   if (n > 1024) return absl::InvalidArgumentError("at most 1024 shards");
+  absl::StatusOr<std::vector<int>> cpus = PinningPlan(options, n);
+  if (!cpus.ok()) return cpus.status();
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;
   for (int i = 0; i < n; ++i) rt->shards_.push_back(std::unique_ptr<Shard>(new Shard(rt.get(), i)));
@@ -191,7 +199,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
     rt->shards_[i]->thread_ = std::thread(&Shard::ThreadMain, rt->shards_[i].get(),
                                           &rt->started_, &rt->start_errors_[i]);
   }
+  absl::Status pinned = rt->Pin(*cpus);
   while (rt->started_.load() < n) std::this_thread::yield();
+  if (!pinned.ok()) {
+    rt->Shutdown();
+    rt->Wait().IgnoreError();
+    return pinned;
+  }
   for (int i = 0; i < n; ++i) {
     if (!rt->start_errors_[i].ok()) {
       absl::Status error = rt->start_errors_[i];
@@ -201,6 +215,70 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
     }
   }
   return rt;
+}
+
+absl::StatusOr<std::vector<int>> Runtime::PinningPlan(const RuntimeOptions& options,
+                                                      int shards) {
+  if (options.affinity == RuntimeOptions::Affinity::kNone) return std::vector<int>();
+  const bool must = options.affinity == RuntimeOptions::Affinity::kPin;
+  std::vector<int> cpus = options.cpus;
+  if (cpus.empty()) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+      if (must) return internal::ErrnoToStatus(errno, "sched_getaffinity");
+      return std::vector<int>();
+    }
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+    }
+  }
+  std::vector<char> seen(CPU_SETSIZE, 0);
+  for (int c : cpus) {
+    if (c < 0 || c >= CPU_SETSIZE || seen[c]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RuntimeOptions::cpus: CPU ", c, " is out of range or listed twice"));
+    }
+    seen[c] = 1;
+  }
+  if (static_cast<int>(cpus.size()) < shards) {
+    if (must) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          shards, " shards cannot be pinned to ", cpus.size(), " CPUs (one CPU per shard)"));
+    }
+    return std::vector<int>();
+  }
+  cpus.resize(shards);
+  return cpus;
+}
+
+absl::Status Runtime::Pin(const std::vector<int>& cpus) {
+  if (cpus.empty()) return absl::OkStatus();
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[i], &one);
+    const int err = pthread_setaffinity_np(shards_[i]->thread_.native_handle(), sizeof one, &one);
+    if (err == 0) continue;
+    if (options_.affinity == RuntimeOptions::Affinity::kPin) {
+      return internal::ErrnoToStatus(err, absl::StrCat("pinning shard ", i, " to CPU ", cpus[i]));
+    }
+    // kAuto: leave every shard unpinned, as the process was.
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+      for (size_t k = 0; k < i; ++k) {
+        pthread_setaffinity_np(shards_[k]->thread_.native_handle(), sizeof allowed, &allowed);
+      }
+    }
+    return absl::OkStatus();
+  }
+  shard_on_cpu_.assign(*std::max_element(cpus.begin(), cpus.end()) + 1, -1);
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    shards_[i]->cpu_ = cpus[i];
+    shard_on_cpu_[cpus[i]] = static_cast<int>(i);
+  }
+  return absl::OkStatus();
 }
 
 Runtime::~Runtime() {

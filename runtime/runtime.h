@@ -73,12 +73,33 @@ struct RuntimeOptions {
   MailboxOptions mailbox;
   // How long Shutdown() waits for messages to stop flowing before it stops anyway.
   absl::Duration shutdown_grace = absl::Seconds(5);
+
+  // Pinning each shard's thread to one CPU (Seastar's thread affinity). A pinned
+  // shard's caches stay warm, and connections steered to it by the CPU the kernel
+  // handles their packets on (ShardedListenerOptions::steer_to_incoming_cpu) have
+  // their wake-ups and socket buffers on that CPU too.
+  //  kNone: the kernel places the threads (the default).
+  //  kAuto: pin when there are at least as many CPUs to pin to as shards; with fewer,
+  //         or when the kernel refuses, the threads are left unpinned.
+  //  kPin:  pin, or Create() fails: InvalidArgument with fewer CPUs than shards, a
+  //         duplicate or negative CPU; the kernel's error when it refuses.
+  // Pinned shards run only on their CPU even if another CPU idles: pin when the
+  // shards have the CPUs to themselves (or share them evenly), not when the machine
+  // is shared with unpinned work that the kernel could balance better.
+  enum class Affinity : uint8_t { kNone, kAuto, kPin };
+  Affinity affinity = Affinity::kNone;
+  // Where to pin: shard i to cpus[i]. Empty: the CPUs this process may run on
+  // (sched_getaffinity when Create() runs), in ascending order.
+  std::vector<int> cpus;
 };
 
 class Shard {
  public:
   ~Shard();
   int id() const { return id_; }
+  // The CPU this shard's thread is pinned to, or -1 (RuntimeOptions::affinity).
+  // Any thread.
+  int cpu() const { return cpu_; }
   Runtime& runtime() const { return *runtime_; }
   // REQUIRES: called on this shard's thread.
   Loop& loop() const { return *loop_; }
@@ -135,6 +156,7 @@ class Shard {
   static inline thread_local Shard* current_ = nullptr;
   Runtime* runtime_;
   int id_;
+  int cpu_ = -1;  // set by Runtime::Create before it returns
   std::thread thread_;
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Mailbox> mailbox_;
@@ -164,6 +186,13 @@ class Runtime {
 
   int size() const { return static_cast<int>(shards_.size()); }
   Shard& shard(int i) { return *shards_[i]; }
+  // The shard pinned to `cpu`, or -1 (none is, or shards are not pinned). Any thread.
+  int ShardOnCpu(int cpu) const {
+    return cpu >= 0 && static_cast<size_t>(cpu) < shard_on_cpu_.size() ? shard_on_cpu_[cpu]
+                                                                        : -1;
+  }
+  // Whether the shards are pinned to CPUs (RuntimeOptions::affinity).
+  bool pinned() const { return !shard_on_cpu_.empty(); }
 
   // Runs `fn` (any callable `void()`, moved) on shard `target`. From a shard the
   // closure is moved straight into the pair's ring (no allocation up to
@@ -239,6 +268,12 @@ class Runtime {
   enum Phase : int { kRunning, kDraining, kClosing };
   Runtime() = default;
   [[gnu::cold, gnu::noinline]] absl::Status BadShard(int target) const;
+  // The CPU of each shard (RuntimeOptions::affinity), or empty: do not pin.
+  static absl::StatusOr<std::vector<int>> PinningPlan(const RuntimeOptions& options,
+                                                      int shards);
+  // Pins the started shard threads to `cpus` and records the mapping (kAuto: on
+  // failure leaves them unpinned and returns OK).
+  absl::Status Pin(const std::vector<int>& cpus);
   [[gnu::cold, gnu::noinline]] static absl::Status ShuttingDown();
   static absl::Status AddToBacklog(Shard& here, int target, Message fn);
   // Shard 0, while draining: true when no message was in flight in two consecutive
@@ -246,6 +281,7 @@ class Runtime {
   bool Quiescent();
 
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<int> shard_on_cpu_;  // by CPU number; empty when not pinned
   RuntimeOptions options_;
   std::atomic<int> started_{0};             // shards up (or failed)
   std::vector<absl::Status> start_errors_;  // written by each shard before `started_`

@@ -2,7 +2,8 @@
 //
 //   server [-p port] [-l addr] [-s unix_socket] [-t threads] [-m MiB] [-c conns]
 //          [-I item_size] [-R (SO_REUSEPORT per shard)] [-v|-vv] [-h]
-//          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S]
+//          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S,
+//              affinity=auto|on|off]
 //
 // Defaults as memcached's: 127.0.0.1:11211, 4 threads, 64 MiB, 1024 connections,
 // 1 MiB items. SIGINT/SIGTERM stop it gracefully.
@@ -43,6 +44,13 @@ void Usage(FILE* to) {
           "             lru_bump_interval=<s>  a hit moves an item to the LRU head at most\n"
           "                                once per this many seconds (default 60, as\n"
           "                                memcached; 0: every hit)\n"
+          "             affinity=auto|on|off  pin each thread to a CPU of those this process\n"
+          "                                may use (see taskset) and hand each connection\n"
+          "                                to the thread on the CPU its packets arrive on;\n"
+          "                                auto (default): when there are at least as many\n"
+          "                                CPUs as threads; on: or fail to start. Give\n"
+          "                                several servers on one machine their own CPUs\n"
+          "                                (taskset -c) or turn this off\n"
           "  -h         this help\n");
 }
 
@@ -63,7 +71,7 @@ bool ParseNumber(const char* text, uint64_t min, uint64_t max, uint64_t* out) {
   return absl::SimpleAtoi(std::string(text), out) && *out >= min && *out <= max;
 }
 
-// -o store=shared|partitioned,stripes=N,lru_bump_interval=S
+// -o store=shared|partitioned,stripes=N,lru_bump_interval=S,affinity=auto|on|off
 bool ParseExtended(const char* text, evactor::memcached::Config* config) {
   for (absl::string_view option : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     const size_t eq = option.find('=');
@@ -78,6 +86,12 @@ bool ParseExtended(const char* text, evactor::memcached::Config* config) {
       config->stripes = n;
     } else if (name == "lru_bump_interval" && ParseNumber(value.c_str(), 0, 86400, &n)) {
       config->lru_bump_interval_seconds = static_cast<int64_t>(n);
+    } else if (name == "affinity" && value == "auto") {
+      config->affinity = evactor::RuntimeOptions::Affinity::kAuto;
+    } else if (name == "affinity" && value == "on") {
+      config->affinity = evactor::RuntimeOptions::Affinity::kPin;
+    } else if (name == "affinity" && value == "off") {
+      config->affinity = evactor::RuntimeOptions::Affinity::kNone;
     } else {
       fprintf(stderr, "bad -o option: %s\n", std::string(option).c_str());
       return false;
@@ -151,7 +165,7 @@ int main(int argc, char** argv) {
             (*server)->address().ToString().c_str(), config.threads, config.memory_mb,
             shared ? "shared" : "partitioned");
     if (shared) fprintf(stderr, " (%zu stripes)", evactor::memcached::StripeCount(config));
-    fprintf(stderr, "\n");
+    fprintf(stderr, ", threads on CPUs: %s\n", (*server)->ShardCpus().c_str());
   }
   (*server)->Wait();
   if (config.verbosity > 0) fprintf(stderr, "memcached (evactor): stopped\n");

@@ -1337,6 +1337,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "cas_enabled", "yes");
       AppendStat(out, "item_size_max", server.item_size_max);
       AppendStat(out, "flush_enabled", "yes");
+      AppendStat(out, "shard_cpus", server.shard_cpus);
       break;
     case StatsGroup::kItems:
       // No slab classes: everything is reported as class 1, and an empty cache has

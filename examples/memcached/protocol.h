@@ -313,6 +313,7 @@ struct ServerStats {
   uint64_t threads = 0;
   uint64_t tcp_port = 0;
   uint64_t item_size_max = size_t{1} << 20;
+  std::string shard_cpus = "none";  // evactor: the CPU of each shard ("0,1"), or "none"
 };
 
 // Appends the response to "stats <group>" — STAT lines in memcached's order, then END —

@@ -585,7 +585,17 @@ ServerStats Server::Stats() const {
   s.threads = static_cast<uint64_t>(runtime_->size());
   s.tcp_port = config_.unix_socket.empty() ? listener_->address().port() : 0;
   s.item_size_max = config_.max_item_size;
+  s.shard_cpus = ShardCpus();
   return s;
+}
+
+std::string Server::ShardCpus() const {
+  if (!runtime_->pinned()) return "none";
+  std::string out;
+  for (int i = 0; i < runtime_->size(); ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : ",", runtime_->shard(i).cpu());
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
@@ -594,7 +604,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
   }
   std::unique_ptr<Server> server(new Server(config));
   server->started_unix_ = absl::ToUnixSeconds(absl::Now());
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create({.shards = config.threads});
+  absl::StatusOr<std::unique_ptr<Runtime>> rt =
+      Runtime::Create({.shards = config.threads, .affinity = config.affinity});
   if (!rt.ok()) return rt.status();
   server->runtime_ = *std::move(rt);
   Server* raw = server.get();
@@ -636,6 +647,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
                 ? ShardedListenerOptions::Mode::kReusePort
                 : ShardedListenerOptions::Mode::kDispatcher;
   lo.policy = ShardedListenerOptions::Policy::kLeastConnections;
+  lo.steer_to_incoming_cpu = true;  // when the shards are pinned
   absl::StatusOr<std::unique_ptr<ShardedListener>> listener = ShardedListener::Start(
       *server->runtime_, *address,
       [raw](Shard&, int fd, const SocketAddress&) {

@@ -19,6 +19,10 @@
 //    message, executed on the owner shard, and its response bytes are sent back; a
 //    multi-key get is split into runs of consecutive keys with the same owner, so
 //    VALUE lines keep request order.
+//  - CPUs (Config::affinity): by default each shard is pinned to a CPU when there
+//    are enough, and the dispatcher hands a connection to the shard on the CPU its
+//    packets arrive on (SO_INCOMING_CPU), so that a connection's wake-ups and socket
+//    buffers stay on its shard's CPU (docs/MEMCACHED.md has the measurements).
 //  - Pipelining: responses are written strictly in request order; a response that
 //    waits for another shard takes a slot, and later ones queue behind it.
 //
@@ -75,6 +79,10 @@ struct Config {
   // LRU: a read moves an item to the head of its LRU only if it was last moved at
   // least this many seconds ago (memcached's ITEM_UPDATE_INTERVAL, 60 s).
   int64_t lru_bump_interval_seconds = 60;
+  // Pinning shards to CPUs and steering connections to the shard on their incoming
+  // CPU (-o affinity=auto|on|off; see RuntimeOptions::affinity). kAuto pins when the
+  // process may use at least `threads` CPUs; kPin makes Start() fail otherwise.
+  RuntimeOptions::Affinity affinity = RuntimeOptions::Affinity::kAuto;
 };
 
 // How many stripes a shared store gets for `config` (see Config::stripes).
@@ -87,6 +95,8 @@ class Server {
   static absl::StatusOr<std::unique_ptr<Server>> Start(const Config& config);
   ~Server();
 
+  // "0,1,2,3": the CPU of each shard, or "none" when they are not pinned.
+  std::string ShardCpus() const;
   // The bound address (with the kernel's port for port 0).
   const SocketAddress& address() const { return listener_->address(); }
   // Stops accepting and shuts the shards down. Any thread; idempotent.

@@ -1,10 +1,12 @@
 // The memcached-compatible server as a real process: memccapable's ASCII and binary
 // suites with 1 and 4 shards in both store layouts (shared, partitioned), 200 concurrent
-// clients doing mixed operations with every value read back checked, and the -v/-vv
-// log lines on stderr. Servers listen on 127.0.0.1 on ports the kernel picks and are
-// stopped by their own pid.
+// clients doing mixed operations with every value read back checked, the -v/-vv log
+// lines on stderr, and -o affinity (pinned threads serve and report their CPUs).
+// Servers listen on 127.0.0.1 on ports the kernel picks and are stopped by their own
+// pid.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -282,6 +284,77 @@ TEST(VerboseTest, VerboseReportsRefusedConnections) {
   const std::string out = ReadFile(log);
   EXPECT_NE(out.find("Too many open connections"), std::string::npos) << out;
   EXPECT_EQ(out.find("new auto-negotiating"), std::string::npos) << out;  // -vv only
+}
+
+// "stats settings" value of `name`, read until END.
+std::string SettingsStat(int fd, const std::string& name) {
+  const std::string request = "stats settings\r\n";
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
+  std::string in;
+  char buf[4096];
+  while (in.find("END\r\n") == std::string::npos) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return "";
+    in.append(buf, static_cast<size_t>(n));
+  }
+  const std::string key = "STAT " + name + " ";
+  const size_t at = in.find(key);
+  if (at == std::string::npos) return "";
+  const size_t end = in.find("\r\n", at);
+  return in.substr(at + key.size(), end - at - key.size());
+}
+
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// -o affinity: pinned threads report their CPUs (the first ones this process may
+// use) and serve as usual; off reports none; "on" with more threads than CPUs does
+// not start.
+TEST(AffinityTest, PinnedThreadsServeAndReportTheirCpus) {
+  const std::vector<int> cpus = AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  const int threads = static_cast<int>(std::min<size_t>(cpus.size(), 2));
+  std::string want;
+  for (int i = 0; i < threads; ++i) absl::StrAppend(&want, i == 0 ? "" : ",", cpus[i]);
+  ServerProcess server(threads, {"-o", "affinity=on"});
+  for (int c = 0; c < 8; ++c) {  // connections land on every shard
+    const int fd = Connect(server.port());
+    ASSERT_GE(fd, 0);
+    const std::string key = absl::StrCat("pin", c);
+    EXPECT_EQ(RoundTrip(fd, absl::StrCat("set ", key, " 0 0 1\r\nx\r\n"), 8), "STORED\r\n");
+    const std::string value = absl::StrCat("VALUE ", key, " 0 1\r\nx\r\nEND\r\n");
+    EXPECT_EQ(RoundTrip(fd, absl::StrCat("get ", key, "\r\n"), value.size()), value);
+    if (c == 0) {
+      EXPECT_EQ(SettingsStat(fd, "shard_cpus"), want);
+    }
+    close(fd);
+  }
+}
+
+TEST(AffinityTest, OffReportsNoCpus) {
+  ServerProcess server(1, {"-o", "affinity=off"});
+  const int fd = Connect(server.port());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(SettingsStat(fd, "shard_cpus"), "none");
+  close(fd);
+}
+
+TEST(AffinityTest, OnWithMoreThreadsThanCpusDoesNotStart) {
+  const int threads = static_cast<int>(AllowedCpus().size()) + 1;
+  std::string out;
+  const int rc = RunCommand(absl::StrCat(ServerPath(), " -p ", FreePort(), " -t ", threads,
+                                         " -o affinity=on"),
+                            &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("cannot be pinned"), std::string::npos) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, VerbosityTest, ::testing::Values("shared", "partitioned"));

@@ -1,10 +1,14 @@
 // ShardedListener: 10,000 connections handed to 4 shards, each served exactly once
 // by the shard that received it; round-robin, least-connections and SO_REUSEPORT.
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -149,6 +153,142 @@ TEST(ShardedListenerPolicyTest, LeastConnectionsAvoidsTheBusyShard) {
                 }).ok());
   rt->Shutdown();
   ASSERT_TRUE(rt->Wait().ok());
+}
+
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// Opens `n` connections from a thread pinned to `cpu`; returns the shard id each one
+// was served by (0xff: none), keeping the sockets open in `*open` when given.
+std::vector<int> ConnectFromCpu(const SocketAddress& target, int cpu, int n,
+                                std::vector<int>* open = nullptr) {
+  std::vector<int> ids;
+  std::thread client([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) return;
+    for (int i = 0; i < n; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      unsigned char id = 0xff;
+      if (fd >= 0 && connect(fd, target.sockaddr_ptr(), target.length()) == 0 &&
+          read(fd, &id, 1) == 1) {
+        ids.push_back(id);
+      } else {
+        ids.push_back(0xff);
+      }
+      if (open != nullptr && fd >= 0) {
+        open->push_back(fd);
+      } else if (fd >= 0) {
+        close(fd);
+      }
+    }
+  });
+  client.join();
+  return ids;
+}
+
+// Serves each connection by writing its shard's id; closes it unless `hold`.
+struct SteeringServer {
+  explicit SteeringServer(Runtime& rt, bool hold, ShardedListenerOptions options) : rt(rt) {
+    auto sl = ShardedListener::Start(
+        rt, SocketAddress::Loopback4(0),
+        [this, hold](Shard& shard, int fd, const SocketAddress&) {
+          const unsigned char id = static_cast<unsigned char>(shard.id());
+          [[maybe_unused]] ssize_t w = write(fd, &id, 1);
+          if (hold) {
+            std::lock_guard<std::mutex> lock(mu);
+            held.push_back(fd);
+            return;
+          }
+          listener->ConnectionClosed(shard.id());
+          close(fd);
+        },
+        options);
+    EXPECT_TRUE(sl.ok()) << sl.status();
+    if (sl.ok()) listener = *std::move(sl);
+  }
+  ~SteeringServer() {
+    if (listener != nullptr) listener->Stop();
+    for (int fd : held) close(fd);
+  }
+  Runtime& rt;
+  std::unique_ptr<ShardedListener> listener;
+  std::mutex mu;
+  std::vector<int> held;
+};
+
+TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
+  const std::vector<int> cpus = AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  auto rt = Runtime::Create({.shards = 2, .affinity = RuntimeOptions::Affinity::kPin}).value();
+  SteeringServer server(*rt, /*hold=*/false,
+                        {.policy = ShardedListenerOptions::Policy::kRoundRobin,
+                         .steer_to_incoming_cpu = true});
+  ASSERT_NE(server.listener, nullptr);
+  int local = 0;
+  for (int shard = 0; shard < 2; ++shard) {
+    // Over loopback the kernel handles the handshake on the client's CPU. (A busy
+    // machine may defer a packet to another CPU's softirq thread now and then.)
+    for (int id : ConnectFromCpu(server.listener->address(), rt->shard(shard).cpu(), 20)) {
+      ASSERT_NE(id, 0xff);
+      if (id == shard) ++local;
+    }
+  }
+  EXPECT_GE(local, 36);
+  EXPECT_EQ(server.listener->steered(), static_cast<uint64_t>(local));
+}
+
+TEST(ShardedListenerSteeringTest, SlackBoundsTheImbalance) {
+  const std::vector<int> cpus = AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  auto rt = Runtime::Create({.shards = 2, .affinity = RuntimeOptions::Affinity::kPin}).value();
+  SteeringServer server(*rt, /*hold=*/true,
+                        {.policy = ShardedListenerOptions::Policy::kLeastConnections,
+                         .steer_to_incoming_cpu = true,
+                         .steer_slack = 4});
+  ASSERT_NE(server.listener, nullptr);
+  // Every client on shard 0's CPU, every connection kept open: shard 0 takes them
+  // until it is 4 (+ a quarter of the smaller count) ahead, then the least loaded
+  // shard does.
+  std::vector<int> open;
+  std::vector<int> ids = ConnectFromCpu(server.listener->address(), rt->shard(0).cpu(), 40, &open);
+  int on[2] = {0, 0};
+  for (int id : ids) {
+    ASSERT_TRUE(id == 0 || id == 1);
+    ++on[id];
+  }
+  EXPECT_EQ(on[0] + on[1], 40);
+  EXPECT_GT(on[1], 10);
+  EXPECT_LE(on[0], on[1] + 4 + on[1] / 4 + 1);
+  EXPECT_LT(server.listener->steered(), 40u);
+  EXPECT_EQ(server.listener->live(0), on[0]);
+  for (int fd : open) close(fd);
+}
+
+TEST(ShardedListenerSteeringTest, UnpinnedShardsAreNotSteered) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  SteeringServer server(*rt, /*hold=*/false,
+                        {.policy = ShardedListenerOptions::Policy::kRoundRobin,
+                         .steer_to_incoming_cpu = true});
+  ASSERT_NE(server.listener, nullptr);
+  int on[2] = {0, 0};
+  for (int id : ConnectFromCpu(server.listener->address(), AllowedCpus().front(), 20)) {
+    ASSERT_TRUE(id == 0 || id == 1);
+    ++on[id];
+  }
+  // Round-robin from the one dispatcher: exactly alternating.
+  EXPECT_EQ(on[0], 10);
+  EXPECT_EQ(on[1], 10);
+  EXPECT_EQ(server.listener->steered(), 0u);
 }
 
 TEST(ShardedListenerShutdownTest, RuntimeShutdownTearsListenersDownFirst) {

@@ -1,11 +1,15 @@
 // Runtime, Shard and Mailbox: placement, per-sender order, the wake-up protocol,
 // full rings, and shutdown that accounts for every message.
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -33,6 +37,116 @@ TEST(RuntimeTest, SubmitRunsOnTheTargetShardThread) {
   while (done.load() < 3) std::this_thread::yield();
   for (int i = 0; i < 3; ++i) EXPECT_EQ(seen[i].load(), i);
   EXPECT_EQ(Shard::Current(), nullptr);
+}
+
+// The CPUs this process may run on, ascending.
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// On shard `i`: the CPU it runs on and the number of CPUs its thread may use.
+std::pair<int, int> WhereShardRuns(Runtime& rt, int i) {
+  std::atomic<int> cpu{-2};
+  std::atomic<int> allowed{-2};
+  test::Notification done;
+  EXPECT_TRUE(rt.SubmitTo(i, [&] {
+                  cpu_set_t set;
+                  CPU_ZERO(&set);
+                  pthread_getaffinity_np(pthread_self(), sizeof set, &set);
+                  allowed = CPU_COUNT(&set);
+                  cpu = sched_getcpu();
+                  done.Notify();
+                }).ok());
+  done.WaitForNotification();
+  return {cpu.load(), allowed.load()};
+}
+
+TEST(RuntimeAffinityTest, NotPinnedByDefault) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  EXPECT_FALSE(rt->pinned());
+  EXPECT_EQ(rt->shard(0).cpu(), -1);
+  EXPECT_EQ(rt->shard(1).cpu(), -1);
+  EXPECT_EQ(rt->ShardOnCpu(0), -1);
+  EXPECT_EQ(WhereShardRuns(*rt, 0).second, static_cast<int>(AllowedCpus().size()));
+}
+
+TEST(RuntimeAffinityTest, PinnedShardsRunOnlyOnTheirCpu) {
+  const std::vector<int> cpus = AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  const int n = static_cast<int>(std::min<size_t>(cpus.size(), 4));
+  auto rt = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kPin});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_TRUE((*rt)->pinned());
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ((*rt)->shard(i).cpu(), cpus[i]);
+    EXPECT_EQ((*rt)->ShardOnCpu(cpus[i]), i);
+    const auto [cpu, allowed] = WhereShardRuns(**rt, i);
+    EXPECT_EQ(cpu, cpus[i]) << "shard " << i;
+    EXPECT_EQ(allowed, 1) << "shard " << i;
+  }
+  EXPECT_EQ((*rt)->ShardOnCpu(-1), -1);
+  EXPECT_EQ((*rt)->ShardOnCpu(CPU_SETSIZE + 5), -1);
+}
+
+TEST(RuntimeAffinityTest, ExplicitCpuListIsFollowedInItsOrder) {
+  const std::vector<int> cpus = AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  // Reversed: shard 0 on the higher CPU.
+  auto rt = Runtime::Create(
+      {.shards = 2, .affinity = RuntimeOptions::Affinity::kPin, .cpus = {cpus[1], cpus[0]}});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_EQ(WhereShardRuns(**rt, 0).first, cpus[1]);
+  EXPECT_EQ(WhereShardRuns(**rt, 1).first, cpus[0]);
+  EXPECT_EQ((*rt)->ShardOnCpu(cpus[1]), 0);
+}
+
+TEST(RuntimeAffinityTest, MoreShardsThanCpus) {
+  const int n = static_cast<int>(AllowedCpus().size()) + 1;
+  // kPin refuses...
+  auto pinned = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kPin});
+  ASSERT_FALSE(pinned.ok());
+  EXPECT_EQ(pinned.status().code(), absl::StatusCode::kInvalidArgument);
+  // ...kAuto runs unpinned.
+  auto rt = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kAuto});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_FALSE((*rt)->pinned());
+  for (int i = 0; i < n; ++i) EXPECT_EQ((*rt)->shard(i).cpu(), -1);
+  EXPECT_EQ(WhereShardRuns(**rt, 0).second, n - 1);
+}
+
+TEST(RuntimeAffinityTest, BadCpuListsAreRefused) {
+  const int c = AllowedCpus().front();
+  for (RuntimeOptions::Affinity a : {RuntimeOptions::Affinity::kAuto, RuntimeOptions::Affinity::kPin}) {
+    EXPECT_EQ(Runtime::Create({.shards = 2, .affinity = a, .cpus = {c, c}}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(Runtime::Create({.shards = 1, .affinity = a, .cpus = {-1}}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(Runtime::Create({.shards = 1, .affinity = a, .cpus = {CPU_SETSIZE}}).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(RuntimeAffinityTest, CpuTheKernelRefusesFailsPinAndIsIgnoredByAuto) {
+  // A CPU outside this process's set: pthread_setaffinity_np fails with EINVAL.
+  const std::vector<int> cpus = AllowedCpus();
+  int outside = 0;
+  while (std::find(cpus.begin(), cpus.end(), outside) != cpus.end()) ++outside;
+  ASSERT_LT(outside, CPU_SETSIZE);
+  auto pinned =
+      Runtime::Create({.shards = 1, .affinity = RuntimeOptions::Affinity::kPin, .cpus = {outside}});
+  EXPECT_FALSE(pinned.ok());
+  auto rt =
+      Runtime::Create({.shards = 1, .affinity = RuntimeOptions::Affinity::kAuto, .cpus = {outside}});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_FALSE((*rt)->pinned());
+  EXPECT_EQ((*rt)->shard(0).cpu(), -1);
 }
 
 TEST(RuntimeTest, BadShardIndexIsAnError) {
