@@ -535,6 +535,14 @@ void BufferedSocket::LeaveGroup() {
   group_ = nullptr;
 }
 
+int BufferedSocket::ReleaseFd() {
+  if (closed_ || fd_ < 0) return -1;
+  const int fd = fd_;
+  fd_ = -1;  // Close() tears everything down but does not close it
+  Close();
+  return fd;
+}
+
 void BufferedSocket::Close() {
   if (batch_queued_) {
     batch_->Forget(batch_place_);

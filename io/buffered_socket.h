@@ -170,6 +170,11 @@ class BufferedSocket {
   // Closes the fd (or, for a pair, tells the partner EOF) and stops all activity; no
   // callbacks after this. Idempotent.
   void Close();
+  // Hands the fd back, open: stops watching it (no callbacks after this, nothing more
+  // is read or written; what input() and output() hold stays there for the caller)
+  // and returns it, so that another loop, or another shard, can take the connection
+  // over. Returns -1 for a closed socket or one without an fd (a pair).
+  int ReleaseFd();
 
   int fd() const { return fd_; }
   Loop& loop() const { return loop_; }

@@ -154,13 +154,23 @@ int ShardedListener::Steer(int fd) const {
   socklen_t len = sizeof cpu;
   if (getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0) return -1;
   const int local = runtime_.ShardOnCpu(cpu);
-  if (local < 0) return -1;
+  return local >= 0 && MayMoveConnectionTo(local) ? local : -1;
+}
+
+bool ShardedListener::MayMoveConnectionTo(int to) const {
+  if (to < 0 || to >= runtime_.size()) return false;
   int64_t min_live = live_[0].load(std::memory_order_relaxed);
   for (int i = 1; i < runtime_.size(); ++i) {
     min_live = std::min(min_live, live_[i].load(std::memory_order_relaxed));
   }
   const int64_t allowed = min_live + std::max(options_.steer_slack, 0) + min_live / 4;
-  return live_[local].load(std::memory_order_relaxed) < allowed + 1 ? local : -1;
+  return live_[to].load(std::memory_order_relaxed) <= allowed;
+}
+
+void ShardedListener::ConnectionMoved(int from, int to) {
+  live_[from].fetch_sub(1, std::memory_order_relaxed);
+  live_[to].fetch_add(1, std::memory_order_relaxed);
+  moved_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void ShardedListener::Dispatch(int fd, const SocketAddress& peer) {

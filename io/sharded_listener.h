@@ -82,12 +82,20 @@ class ShardedListener {
   const SocketAddress& address() const { return address_; }
   // A connection owned by `shard` was closed (least-connections bookkeeping).
   void ConnectionClosed(int shard) { live_[shard].fetch_sub(1, std::memory_order_relaxed); }
+  // Moving connections between shards (a shard that finds, after accept, that a
+  // connection's packets now arrive on another shard's CPU, because its client moved):
+  // whether shard `to` is within the steering slack (see Options) and may take one
+  // more, and the bookkeeping once a connection did move. Any thread.
+  bool MayMoveConnectionTo(int to) const;
+  void ConnectionMoved(int from, int to);
   // Connections handed to `shard` so far; open ones it holds now (as reported).
   uint64_t handed_to(int shard) const { return handed_[shard].load(std::memory_order_relaxed); }
   int64_t live(int shard) const { return live_[shard].load(std::memory_order_relaxed); }
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
   // Connections that went to the shard on their incoming CPU (steer_to_incoming_cpu).
   uint64_t steered() const { return steered_.load(std::memory_order_relaxed); }
+  // Connections moved between shards (ConnectionMoved).
+  uint64_t moved() const { return moved_.load(std::memory_order_relaxed); }
 
  private:
   ShardedListener(Runtime& runtime, OnConnection cb, Options options);
@@ -112,6 +120,7 @@ class ShardedListener {
   std::unique_ptr<std::atomic<int64_t>[]> live_;
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> steered_{0};
+  std::atomic<uint64_t> moved_{0};
   uint64_t next_ = 0;  // dispatcher shard only
   bool stopped_ = false;
 };

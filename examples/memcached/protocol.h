@@ -236,6 +236,8 @@ class RequestParser {
 
   // Bytes buffered and not yet returned as part of a request.
   size_t buffered() const { return tail_ - head_; }
+  // Whether the rest of a rejected data block is still to be discarded.
+  bool swallowing() const { return swallow_ > 0; }
   // When Next() last returned kNeedMore for a storage command waiting for its data
   // block, the total buffered() it needs; 0 otherwise. A hint for read sizing.
   size_t wanted() const { return wanted_; }
@@ -308,6 +310,7 @@ struct ServerStats {
   uint64_t max_connections = 0;
   uint64_t curr_connections = 0;
   uint64_t total_connections = 0;
+  uint64_t moved_connections = 0;  // evactor: handed to the shard on their CPU later
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t threads = 0;

@@ -1,6 +1,7 @@
 #include "examples/memcached/server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -49,7 +50,12 @@ class ShardState {
 
   Store& store() { return store_; }
   void Adopt(int fd);
+  // A connection another shard handed over (see Connection::TryMove), with the
+  // bytes it had read and not parsed yet.
+  void AdoptMoved(int fd, std::string pending);
   void Remove(uint64_t id);
+  // Unlinks and destroys a connection that moved to another shard (its fd stays open).
+  void Detach(uint64_t id);
   // A response from another shard for connection `id`, slot `seq`.
   void Deliver(uint64_t id, uint64_t seq, std::string bytes);
   int shard() const { return shard_; }
@@ -61,6 +67,31 @@ class ShardState {
   Store store_;
   uint64_t next_id_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
+};
+
+// A connection on its way to another shard (Connection::TryMove): runs there as a
+// message; if it never runs (the server stopped first), the connection is closed.
+struct MoveMessage {
+  MoveMessage(Server* server, int target, int fd, std::string pending)
+      : server(server), target(target), fd(fd), pending(std::move(pending)) {}
+  MoveMessage(MoveMessage&& other) noexcept
+      : server(other.server),
+        target(other.target),
+        fd(std::exchange(other.fd, -1)),
+        pending(std::move(other.pending)) {}
+  MoveMessage& operator=(MoveMessage&&) = delete;
+  ~MoveMessage() {
+    if (fd < 0) return;
+    close(fd);
+    server->curr_connections.fetch_sub(1, std::memory_order_relaxed);
+    server->listener().ConnectionClosed(target);
+  }
+  void operator()() { server->states().local().AdoptMoved(std::exchange(fd, -1), std::move(pending)); }
+
+  Server* server;
+  int target;
+  int fd;
+  std::string pending;
 };
 
 // The two wire protocols behind one set of routing code.
@@ -124,6 +155,13 @@ class Connection {
     FlushSlots();
   }
 
+  // Takes over a connection another shard read `pending` from (ASCII, idle).
+  void Resume(std::string_view pending) {
+    ascii_ = true;
+    socket_->input().Append(pending);
+    OnRead();  // may destroy this
+  }
+
  private:
   struct Slot {
     std::string bytes;
@@ -135,6 +173,9 @@ class Connection {
     Buffer& in = socket_->input();
     const size_t n = in.size();
     if (n == 0) return;
+    if (move_to_ >= 0) [[unlikely]] {
+      if (TryMove()) return;  // this is gone
+    }
     // Read once per batch: verbosity 0 costs one relaxed load per read.
     const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
     server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
@@ -189,6 +230,57 @@ class Connection {
       }
     }
     FlushSlots();
+    if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
+  }
+
+  // Locality (Config::affinity): a client may have moved to another CPU since its
+  // connection was steered at accept. Every kPlacementCheckReads reads the kernel is
+  // asked which CPU handles the connection's packets now; when two checks in a row
+  // name another shard's CPU, the connection moves there at its next read if it is
+  // idle then (TryMove).
+  static constexpr uint32_t kPlacementCheckReads = 128;
+  void CheckPlacement() {
+    int cpu = -1;
+    socklen_t len = sizeof cpu;
+    if (getsockopt(fd_, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0) return;
+    const int target = server_->runtime().ShardOnCpu(cpu);
+    if (target < 0 || target == state_->shard()) {
+      misplaced_ = 0;
+      return;
+    }
+    if (++misplaced_ >= 2) move_to_ = target;
+  }
+
+  // Hands the connection to shard move_to_ if nothing of it is in flight here: an
+  // ASCII connection with no partial request, no response waiting or unsent, and room
+  // on the target under the listener's steering slack. The bytes just read travel
+  // along, unparsed. Returns true when the connection left (and this is destroyed).
+  bool TryMove() {
+    const int target = move_to_;
+    move_to_ = -1;
+    misplaced_ = 0;
+    if (!ascii_ || parser_.buffered() != 0 || parser_.swallowing() || !slots_.empty() ||
+        !direct_.empty() || close_pending_ || socket_->output().size() != 0 ||
+        !server_->listener().MayMoveConnectionTo(target)) {
+      return false;
+    }
+    Buffer& in = socket_->input();
+    MoveMessage adopt(server_, target, fd_, std::string(in.size(), '\0'));
+    in.CopyOut(adopt.pending.data(), adopt.pending.size());
+    // The target sees the message at the end of this iteration at the earliest; the
+    // fd is released below, before this shard returns to its loop.
+    if (!server_->runtime().TrySubmitTo(target, adopt).ok()) {
+      adopt.fd = -1;  // still ours: keep serving it here
+      return false;
+    }
+    in.Drain(in.size());
+    socket_->ReleaseFd();
+    server_->listener().ConnectionMoved(state_->shard(), target);
+    if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] {
+      fprintf(stderr, "<%d moved to thread %d\n", fd_, target);
+    }
+    state_->Detach(id_);  // destroys this
+    return true;
   }
 
   // Responses computed here go straight into `direct_` (one reused string, written
@@ -523,6 +615,9 @@ class Connection {
   std::string direct_;  // answers not waiting behind a slot
   bool close_pending_ = false;
   bool close_after_direct_ = false;  // quit answered directly: close once written
+  uint32_t reads_ = 0;     // OnRead calls, for CheckPlacement
+  uint8_t misplaced_ = 0;  // placement checks in a row that named another shard
+  int move_to_ = -1;       // shard to move to at the next read, or -1
 };
 
 ShardState::~ShardState() = default;
@@ -537,10 +632,26 @@ void ShardState::Adopt(int fd) {
   conns_.emplace(id, std::make_unique<Connection>(this, id, fd));
 }
 
+void ShardState::AdoptMoved(int fd, std::string pending) {
+  const uint64_t id = next_id_++;
+  auto conn = std::make_unique<Connection>(this, id, fd);
+  Connection* c = conn.get();
+  conns_.emplace(id, std::move(conn));
+  c->Resume(pending);
+}
+
+void ShardState::Detach(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  std::unique_ptr<Connection> gone = std::move(it->second);
+  conns_.erase(it);
+}
+
 void ShardState::Remove(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   server_->curr_connections.fetch_sub(1, std::memory_order_relaxed);
+  server_->listener().ConnectionClosed(shard_);
   // Destroy after unlinking: the connection may be running its own callback.
   std::unique_ptr<Connection> gone = std::move(it->second);
   conns_.erase(it);
@@ -580,6 +691,7 @@ ServerStats Server::Stats() const {
   s.max_connections = config_.max_connections;
   s.curr_connections = curr_connections.load(std::memory_order_relaxed);
   s.total_connections = total_connections.load(std::memory_order_relaxed);
+  s.moved_connections = listener_->moved();
   s.bytes_read = bytes_read.load(std::memory_order_relaxed);
   s.bytes_written = bytes_written.load(std::memory_order_relaxed);
   s.threads = static_cast<uint64_t>(runtime_->size());
@@ -650,7 +762,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
   lo.steer_to_incoming_cpu = true;  // when the shards are pinned
   absl::StatusOr<std::unique_ptr<ShardedListener>> listener = ShardedListener::Start(
       *server->runtime_, *address,
-      [raw](Shard&, int fd, const SocketAddress&) {
+      [raw](Shard& shard, int fd, const SocketAddress&) {
         if (raw->curr_connections.load(std::memory_order_relaxed) >= raw->config_.max_connections) {
           static constexpr char kBusy[] = "ERROR Too many open connections\r\n";
           if (raw->verbosity.load(std::memory_order_relaxed) > 0) {
@@ -658,6 +770,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
           }
           [[maybe_unused]] ssize_t n = write(fd, kBusy, sizeof kBusy - 1);
           close(fd);
+          raw->listener_->ConnectionClosed(shard.id());
           return;
         }
         raw->curr_connections.fetch_add(1, std::memory_order_relaxed);

@@ -123,6 +123,7 @@ class Server {
   // -v level; the `verbosity` command changes it (0..2).
   std::atomic<int> verbosity{0};
   Runtime& runtime() { return *runtime_; }
+  ShardedListener& listener() { return *listener_; }
   PerShard<ShardState>& states() { return *states_; }
   const Config& config() const { return config_; }
   ServerStats Stats() const;
