@@ -3,6 +3,7 @@
 // byte, connect success and failure (exactly once), pairs, and freeing inside a
 // callback.
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,6 +74,61 @@ TEST(BufferedSocketTest, ReadsIntoInputAndWritesOutput) {
   char buf[8];
   ASSERT_EQ(read(sp.b, buf, sizeof buf), 4);
   EXPECT_EQ(std::string(buf, 4), "pong");
+}
+
+// ReleaseFd hands the fd back open: no more reading, writing or callbacks from the
+// socket, what it buffered stays readable, and another owner can serve the fd.
+TEST(BufferedSocketTest, ReleaseFdHandsTheOpenFdBack) {
+  auto loop = NewLoop();
+  SocketPair sp;
+  const int fd = sp.take_a();
+  int reads = 0;
+  int events = 0;
+  bool got_first = false;
+  auto bs = std::make_unique<BufferedSocket>(*loop, fd);
+  bs->SetCallbacks([&](BufferedSocket&) { ++reads, got_first = true; }, nullptr,
+                   [&](BufferedSocket&, uint32_t, int) { ++events; });
+  ASSERT_TRUE(bs->Enable(kBevReading).ok());
+  ASSERT_EQ(write(sp.b, "first", 5), 5);
+  RunUntil(*loop, got_first);
+  ASSERT_EQ(reads, 1);
+  EXPECT_EQ(bs->ReleaseFd(), fd);
+  EXPECT_EQ(bs->fd(), -1);
+  EXPECT_EQ(bs->ReleaseFd(), -1);  // once only
+  EXPECT_EQ(bs->input().ToString(), "first");
+  // Not watched any more: new data and the peer's close reach nobody.
+  ASSERT_EQ(write(sp.b, "second", 6), 6);
+  RunFor(*loop, absl::Milliseconds(20));
+  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(events, 0);
+  bs.reset();  // does not close the fd
+  ASSERT_NE(fcntl(fd, F_GETFD), -1);
+  char buf[16];
+  ASSERT_EQ(read(fd, buf, sizeof buf), 6);
+  EXPECT_EQ(std::string(buf, 6), "second");
+  // A new owner on the same loop serves it.
+  BufferedSocket next(*loop, fd);
+  bool echoed = false;
+  next.SetCallbacks([&](BufferedSocket& s) {
+                      s.Write(s.input().ToString());
+                      s.input().Clear();
+                      echoed = true;
+                    },
+                    nullptr, nullptr);
+  ASSERT_TRUE(next.Enable(kBevReading).ok());
+  ASSERT_EQ(write(sp.b, "third", 5), 5);
+  RunUntil(*loop, echoed);
+  RunFor(*loop, absl::Milliseconds(10));
+  ASSERT_EQ(read(sp.b, buf, sizeof buf), 5);
+  EXPECT_EQ(std::string(buf, 5), "third");
+}
+
+TEST(BufferedSocketTest, ReleaseFdOfAClosedSocketIsMinusOne) {
+  auto loop = NewLoop();
+  SocketPair sp;
+  BufferedSocket bs(*loop, sp.take_a());
+  bs.Close();
+  EXPECT_EQ(bs.ReleaseFd(), -1);
 }
 
 TEST(BufferedSocketTest, ReadWatermarksGateTheCallbackAndPauseReading) {

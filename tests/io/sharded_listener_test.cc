@@ -274,6 +274,34 @@ TEST(ShardedListenerSteeringTest, SlackBoundsTheImbalance) {
   for (int fd : open) close(fd);
 }
 
+TEST(ShardedListenerSteeringTest, MovesAreBoundedBySlackAndCounted) {
+  auto rt = Runtime::Create({.shards = 2}).value();
+  SteeringServer server(*rt, /*hold=*/true,
+                        {.policy = ShardedListenerOptions::Policy::kRoundRobin,
+                         .steer_to_incoming_cpu = true,
+                         .steer_slack = 2});
+  ASSERT_NE(server.listener, nullptr);
+  std::vector<int> open;
+  ConnectFromCpu(server.listener->address(), AllowedCpus().front(), 8, &open);
+  ShardedListener& l = *server.listener;
+  ASSERT_EQ(l.live(0), 4);
+  ASSERT_EQ(l.live(1), 4);
+  // Shard 1 may take connections from shard 0 until it is 2 (+ min/4) ahead.
+  int moves = 0;
+  while (l.MayMoveConnectionTo(1) && moves < 10) {
+    l.ConnectionMoved(0, 1);
+    ++moves;
+  }
+  EXPECT_EQ(moves, 2);  // 4/4 -> 3/5 -> 2/6; then 6 > 2 + 2 + 2/4 is refused
+  EXPECT_EQ(l.live(0), 2);
+  EXPECT_EQ(l.live(1), 6);
+  EXPECT_EQ(l.moved(), 2u);
+  EXPECT_FALSE(l.MayMoveConnectionTo(1));
+  EXPECT_TRUE(l.MayMoveConnectionTo(0));
+  EXPECT_FALSE(l.MayMoveConnectionTo(2));  // no such shard
+  for (int fd : open) close(fd);
+}
+
 TEST(ShardedListenerSteeringTest, UnpinnedShardsAreNotSteered) {
   auto rt = Runtime::Create({.shards = 2}).value();
   SteeringServer server(*rt, /*hold=*/false,
