@@ -229,8 +229,8 @@ class Connection {
         Dispatch<AsciiProtocol>(request);
       }
     }
-    FlushSlots();
     if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
+    FlushSlots();  // may destroy this (quit)
   }
 
   // Locality (Config::affinity): a client may have moved to another CPU since its
