@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/cpus.h"
 
 namespace {
 
@@ -306,22 +307,11 @@ std::string SettingsStat(int fd, const std::string& name) {
   return in.substr(at + key.size(), end - at - key.size());
 }
 
-std::vector<int> AllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return cpus;
-}
-
 // -o affinity: pinned threads report their CPUs (the first ones this process may
 // use) and serve as usual; off reports none; "on" with more threads than CPUs does
 // not start.
 TEST(AffinityTest, PinnedThreadsServeAndReportTheirCpus) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = evactor::test::AllowedCpus();
   ASSERT_FALSE(cpus.empty());
   const int threads = static_cast<int>(std::min<size_t>(cpus.size(), 2));
   std::string want;
@@ -345,7 +335,7 @@ TEST(AffinityTest, PinnedThreadsServeAndReportTheirCpus) {
 // that CPU's shard, and nothing in flight is lost — pipelined requests and requests
 // split across writes around the move all get their answers, in order.
 TEST(AffinityTest, ConnectionFollowsItsClientToAnotherCpu) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = evactor::test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
   ServerProcess server(2, {"-o", "affinity=on"});
   std::string failure;
@@ -419,7 +409,7 @@ TEST(AffinityTest, OffReportsNoCpus) {
 }
 
 TEST(AffinityTest, OnWithMoreThreadsThanCpusDoesNotStart) {
-  const int threads = static_cast<int>(AllowedCpus().size()) + 1;
+  const int threads = static_cast<int>(evactor::test::AllowedCpus().size()) + 1;
   std::string out;
   const int rc = RunCommand(absl::StrCat(ServerPath(), " -p ", FreePort(), " -t ", threads,
                                          " -o affinity=on"),

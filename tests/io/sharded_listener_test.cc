@@ -13,6 +13,7 @@
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/cpus.h"
 #include "io/sharded_listener.h"
 #include "runtime/runtime.h"
 
@@ -155,17 +156,6 @@ TEST(ShardedListenerPolicyTest, LeastConnectionsAvoidsTheBusyShard) {
   ASSERT_TRUE(rt->Wait().ok());
 }
 
-std::vector<int> AllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return cpus;
-}
-
 // Opens `n` connections from a thread pinned to `cpu`; returns the shard id each one
 // was served by (0xff: none), keeping the sockets open in `*open` when given.
 std::vector<int> ConnectFromCpu(const SocketAddress& target, int cpu, int n,
@@ -227,7 +217,7 @@ struct SteeringServer {
 };
 
 TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
   auto rt = Runtime::Create({.shards = 2, .affinity = RuntimeOptions::Affinity::kPin}).value();
   SteeringServer server(*rt, /*hold=*/false,
@@ -248,7 +238,7 @@ TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
 }
 
 TEST(ShardedListenerSteeringTest, SlackBoundsTheImbalance) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
   auto rt = Runtime::Create({.shards = 2, .affinity = RuntimeOptions::Affinity::kPin}).value();
   SteeringServer server(*rt, /*hold=*/true,
@@ -282,7 +272,7 @@ TEST(ShardedListenerSteeringTest, MovesAreBoundedBySlackAndCounted) {
                          .steer_slack = 2});
   ASSERT_NE(server.listener, nullptr);
   std::vector<int> open;
-  ConnectFromCpu(server.listener->address(), AllowedCpus().front(), 8, &open);
+  ConnectFromCpu(server.listener->address(), test::AllowedCpus().front(), 8, &open);
   ShardedListener& l = *server.listener;
   ASSERT_EQ(l.live(0), 4);
   ASSERT_EQ(l.live(1), 4);
@@ -309,7 +299,7 @@ TEST(ShardedListenerSteeringTest, UnpinnedShardsAreNotSteered) {
                          .steer_to_incoming_cpu = true});
   ASSERT_NE(server.listener, nullptr);
   int on[2] = {0, 0};
-  for (int id : ConnectFromCpu(server.listener->address(), AllowedCpus().front(), 20)) {
+  for (int id : ConnectFromCpu(server.listener->address(), test::AllowedCpus().front(), 20)) {
     ASSERT_TRUE(id == 0 || id == 1);
     ++on[id];
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/runtime/cpus.h"
 #include "runtime/per_shard.h"
 #include "runtime/runtime.h"
 #include "runtime/signal_watcher.h"
@@ -39,18 +40,6 @@ TEST(RuntimeTest, SubmitRunsOnTheTargetShardThread) {
   EXPECT_EQ(Shard::Current(), nullptr);
 }
 
-// The CPUs this process may run on, ascending.
-std::vector<int> AllowedCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return cpus;
-}
-
 // On shard `i`: the CPU it runs on and the number of CPUs its thread may use.
 std::pair<int, int> WhereShardRuns(Runtime& rt, int i) {
   std::atomic<int> cpu{-2};
@@ -74,11 +63,11 @@ TEST(RuntimeAffinityTest, NotPinnedByDefault) {
   EXPECT_EQ(rt->shard(0).cpu(), -1);
   EXPECT_EQ(rt->shard(1).cpu(), -1);
   EXPECT_EQ(rt->ShardOnCpu(0), -1);
-  EXPECT_EQ(WhereShardRuns(*rt, 0).second, static_cast<int>(AllowedCpus().size()));
+  EXPECT_EQ(WhereShardRuns(*rt, 0).second, static_cast<int>(test::AllowedCpus().size()));
 }
 
 TEST(RuntimeAffinityTest, PinnedShardsRunOnlyOnTheirCpu) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = test::AllowedCpus();
   ASSERT_FALSE(cpus.empty());
   const int n = static_cast<int>(std::min<size_t>(cpus.size(), 4));
   auto rt = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kPin});
@@ -96,7 +85,7 @@ TEST(RuntimeAffinityTest, PinnedShardsRunOnlyOnTheirCpu) {
 }
 
 TEST(RuntimeAffinityTest, ExplicitCpuListIsFollowedInItsOrder) {
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
   // Reversed: shard 0 on the higher CPU.
   auto rt = Runtime::Create(
@@ -108,7 +97,7 @@ TEST(RuntimeAffinityTest, ExplicitCpuListIsFollowedInItsOrder) {
 }
 
 TEST(RuntimeAffinityTest, MoreShardsThanCpus) {
-  const int n = static_cast<int>(AllowedCpus().size()) + 1;
+  const int n = static_cast<int>(test::AllowedCpus().size()) + 1;
   // kPin refuses...
   auto pinned = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kPin});
   ASSERT_FALSE(pinned.ok());
@@ -122,7 +111,7 @@ TEST(RuntimeAffinityTest, MoreShardsThanCpus) {
 }
 
 TEST(RuntimeAffinityTest, BadCpuListsAreRefused) {
-  const int c = AllowedCpus().front();
+  const int c = test::AllowedCpus().front();
   for (RuntimeOptions::Affinity a : {RuntimeOptions::Affinity::kAuto, RuntimeOptions::Affinity::kPin}) {
     EXPECT_EQ(Runtime::Create({.shards = 2, .affinity = a, .cpus = {c, c}}).status().code(),
               absl::StatusCode::kInvalidArgument);
@@ -135,7 +124,7 @@ TEST(RuntimeAffinityTest, BadCpuListsAreRefused) {
 
 TEST(RuntimeAffinityTest, CpuTheKernelRefusesFailsPinAndIsIgnoredByAuto) {
   // A CPU outside this process's set: pthread_setaffinity_np fails with EINVAL.
-  const std::vector<int> cpus = AllowedCpus();
+  const std::vector<int> cpus = test::AllowedCpus();
   int outside = 0;
   while (std::find(cpus.begin(), cpus.end(), outside) != cpus.end()) ++outside;
   ASSERT_LT(outside, CPU_SETSIZE);
