@@ -84,7 +84,7 @@ struct MoveMessage {
     if (fd < 0) return;
     close(fd);
     server->curr_connections.fetch_sub(1, std::memory_order_relaxed);
-    server->listener().ConnectionClosed(target);
+    server->ConnectionClosedOn(target);
   }
   void operator()() { server->states().local().AdoptMoved(std::exchange(fd, -1), std::move(pending)); }
 
@@ -260,10 +260,11 @@ class Connection {
     move_to_ = -1;
     misplaced_ = 0;
     if (!ascii_ || parser_.buffered() != 0 || parser_.swallowing() || !slots_.empty() ||
-        !direct_.empty() || close_pending_ || socket_->output().size() != 0 ||
-        !server_->listener().MayMoveConnectionTo(target)) {
+        !direct_.empty() || close_pending_ || socket_->output().size() != 0) {
       return false;
     }
+    ShardedListener* listener = server_->listener();
+    if (listener == nullptr || !listener->MayMoveConnectionTo(target)) return false;
     Buffer& in = socket_->input();
     MoveMessage adopt(server_, target, fd_, std::string(in.size(), '\0'));
     in.CopyOut(adopt.pending.data(), adopt.pending.size());
@@ -275,7 +276,7 @@ class Connection {
     }
     in.Drain(in.size());
     socket_->ReleaseFd();
-    server_->listener().ConnectionMoved(state_->shard(), target);
+    listener->ConnectionMoved(state_->shard(), target);
     if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] {
       fprintf(stderr, "<%d moved to thread %d\n", fd_, target);
     }
@@ -651,7 +652,7 @@ void ShardState::Remove(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   server_->curr_connections.fetch_sub(1, std::memory_order_relaxed);
-  server_->listener().ConnectionClosed(shard_);
+  server_->ConnectionClosedOn(shard_);
   // Destroy after unlinking: the connection may be running its own callback.
   std::unique_ptr<Connection> gone = std::move(it->second);
   conns_.erase(it);
@@ -678,6 +679,16 @@ int Server::Owner(std::string_view key) const {
   return static_cast<int>(std::hash<std::string_view>()(key) % static_cast<size_t>(n));
 }
 
+void Server::ConnectionClosedOn(int shard) {
+  if (ShardedListener* l = listener(); l != nullptr) return l->ConnectionClosed(shard);
+  early_closes_[shard].fetch_add(1);
+  // Start() may have stored the listener and taken the early closes meanwhile: then
+  // hand over what is left here (each close is taken exactly once, by one side).
+  if (ShardedListener* l = listener(); l != nullptr) {
+    for (int64_t n = early_closes_[shard].exchange(0); n > 0; --n) l->ConnectionClosed(shard);
+  }
+}
+
 ServerStats Server::Stats() const {
   ServerStats s;
   s.pid = getpid();
@@ -691,11 +702,12 @@ ServerStats Server::Stats() const {
   s.max_connections = config_.max_connections;
   s.curr_connections = curr_connections.load(std::memory_order_relaxed);
   s.total_connections = total_connections.load(std::memory_order_relaxed);
-  s.moved_connections = listener_->moved();
+  const ShardedListener* l = listener();
+  s.moved_connections = l != nullptr ? l->moved() : 0;
   s.bytes_read = bytes_read.load(std::memory_order_relaxed);
   s.bytes_written = bytes_written.load(std::memory_order_relaxed);
   s.threads = static_cast<uint64_t>(runtime_->size());
-  s.tcp_port = config_.unix_socket.empty() ? listener_->address().port() : 0;
+  s.tcp_port = !config_.unix_socket.empty() ? 0 : l != nullptr ? l->address().port() : config_.port;
   s.item_size_max = config_.max_item_size;
   s.shard_cpus = ShardCpus();
   return s;
@@ -716,6 +728,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
   }
   std::unique_ptr<Server> server(new Server(config));
   server->started_unix_ = absl::ToUnixSeconds(absl::Now());
+  server->early_closes_.reset(new std::atomic<int64_t>[config.threads]);
+  for (int i = 0; i < config.threads; ++i) server->early_closes_[i].store(0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt =
       Runtime::Create({.shards = config.threads, .affinity = config.affinity});
   if (!rt.ok()) return rt.status();
@@ -770,7 +784,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
           }
           [[maybe_unused]] ssize_t n = write(fd, kBusy, sizeof kBusy - 1);
           close(fd);
-          raw->listener_->ConnectionClosed(shard.id());
+          raw->ConnectionClosedOn(shard.id());
           return;
         }
         raw->curr_connections.fetch_add(1, std::memory_order_relaxed);
@@ -780,6 +794,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
       lo);
   if (!listener.ok()) return listener.status();
   server->listener_ = *std::move(listener);
+  server->listener_ptr_.store(server->listener_.get(), std::memory_order_release);
+  for (int i = 0; i < config.threads; ++i) {
+    for (int64_t n = server->early_closes_[i].exchange(0); n > 0; --n) {
+      server->listener_->ConnectionClosed(i);
+    }
+  }
 
   // SIGINT/SIGTERM: stop gracefully (watched on shard 0, torn down there).
   std::latch armed(1);

@@ -123,7 +123,12 @@ class Server {
   // -v level; the `verbosity` command changes it (0..2).
   std::atomic<int> verbosity{0};
   Runtime& runtime() { return *runtime_; }
-  ShardedListener& listener() { return *listener_; }
+  // The listener, or nullptr in the moment between it starting to accept and Start()
+  // storing it (a connection can already close, or ask for stats, then).
+  ShardedListener* listener() const { return listener_ptr_.load(std::memory_order_acquire); }
+  // Tells the listener a connection on `shard` closed; one closed before the
+  // listener was stored is counted and handed over when it is. Any thread.
+  void ConnectionClosedOn(int shard);
   PerShard<ShardState>& states() { return *states_; }
   const Config& config() const { return config_; }
   ServerStats Stats() const;
@@ -140,6 +145,8 @@ class Server {
   std::unique_ptr<PerShard<ShardState>> states_;
   std::vector<std::unique_ptr<Stripe>> stripes_;
   std::unique_ptr<ShardedListener> listener_;
+  std::atomic<ShardedListener*> listener_ptr_{nullptr};  // listener_, once stored
+  std::unique_ptr<std::atomic<int64_t>[]> early_closes_;  // per shard, before that
 };
 
 }  // namespace evactor::memcached
