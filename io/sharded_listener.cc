@@ -1,13 +1,17 @@
 #include "io/sharded_listener.h"
 
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include <latch>
 #include <mutex>
+
+#include "runtime/internal/errno_status.h"
 
 namespace evactor {
 
@@ -80,13 +84,15 @@ absl::StatusOr<std::unique_ptr<ShardedListener>> ShardedListener::Start(
     }
     return sl;
   }
-  // kReusePort: bind shard 0 first to learn the port (for port 0), then the others.
+  // kReusePort: bind shard 0 first to learn the port (for port 0), then the others,
+  // one after another: the kernel keeps the group's sockets in the order they
+  // started listening, and the steering program below returns indices into it.
   ListenerOptions lo = options.listener;
   lo.socket.reuse_port = true;
   SocketAddress bound = address;
-  for (int pass = 0; pass < 2; ++pass) {
-    absl::Status s = sl->RunOnEveryShard([self, &bound, &lo, pass](Shard& shard) -> absl::Status {
-      if ((pass == 0) != (shard.id() == 0)) return absl::OkStatus();
+  for (int i = 0; i < runtime.size(); ++i) {
+    absl::Status s = sl->RunOnEveryShard([self, &bound, &lo, i](Shard& shard) -> absl::Status {
+      if (shard.id() != i) return absl::OkStatus();
       self->AddSlot(shard);
       auto l = Listener::Bind(
           shard.loop(), bound,
@@ -98,20 +104,56 @@ absl::StatusOr<std::unique_ptr<ShardedListener>> ShardedListener::Start(
           },
           lo);
       if (!l.ok()) return l.status();
-      if (pass == 0) self->address_ = (*l)->local_address();
+      if (i == 0) self->address_ = (*l)->local_address();
       self->slots_[shard.id()]->listener = *std::move(l);
       return absl::OkStatus();
     });
+    if (s.ok() && i == 0) bound = sl->address_;
+    if (s.ok() && i == runtime.size() - 1 && options.steer_to_incoming_cpu && runtime.pinned()) {
+      s = sl->AttachCpuSteering();
+    }
     if (!s.ok()) {
       sl->Stop();
       return s;
     }
-    if (pass == 0) bound = sl->address_;
   }
   return sl;
 }
 
 ShardedListener::~ShardedListener() { Stop(); }
+
+absl::Status ShardedListener::AttachCpuSteering() {
+  // Classic BPF run by the kernel for each new connection to the group: load the
+  // CPU handling it, return the index of the socket of the shard pinned there, or
+  // an index past the end (the kernel then picks by hash, as without a program).
+  auto insn = [](int op, uint32_t k, uint8_t jump_false = 0) {
+    sock_filter f{};
+    f.code = static_cast<uint16_t>(op);
+    f.jf = jump_false;
+    f.k = k;
+    return f;
+  };
+  std::vector<sock_filter> code;
+  code.push_back(insn(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_CPU)));
+  for (int i = 0; i < runtime_.size(); ++i) {
+    // if (cpu == shard i's CPU) return i;
+    code.push_back(insn(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(runtime_.shard(i).cpu()), 1));
+    code.push_back(insn(BPF_RET | BPF_K, static_cast<uint32_t>(i)));
+  }
+  code.push_back(insn(BPF_RET | BPF_K, 0xffffffffu));
+  sock_fprog program{static_cast<unsigned short>(code.size()), code.data()};
+  // The program belongs to the group: attaching it on shard 0's socket is enough.
+  absl::Status s = RunOnEveryShard([this, &program](Shard& shard) -> absl::Status {
+    if (shard.id() != 0) return absl::OkStatus();
+    const int fd = slots_[0]->listener->fd();
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) != 0) {
+      return internal::ErrnoToStatus(errno, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)");
+    }
+    return absl::OkStatus();
+  });
+  if (s.ok()) cpu_steering_ = true;
+  return s;
+}
 
 void ShardedListener::AddSlot(Shard& shard) {
   Slot* slot = new Slot;

@@ -56,6 +56,11 @@ struct ShardedListenerOptions {
   // than `steer_slack` + min/4 open connections beyond the least loaded shard's min
   // (open counts come from ConnectionClosed(); without those reports, from the
   // connections handed out). Ignored when the shards are not pinned.
+  // kReusePort: the kernel itself picks the socket of the shard on the CPU that
+  // handles the connection's first packet (a classic BPF program attached to the
+  // group, SO_ATTACH_REUSEPORT_CBPF); there is no slack then (connections from a CPU
+  // without a shard are spread by hash, as without steering). cpu_steering() says
+  // whether the program is attached.
   bool steer_to_incoming_cpu = false;
   int steer_slack = 4;
   ListenerOptions listener;
@@ -94,6 +99,8 @@ class ShardedListener {
   uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
   // Connections that went to the shard on their incoming CPU (steer_to_incoming_cpu).
   uint64_t steered() const { return steered_.load(std::memory_order_relaxed); }
+  // kReusePort: whether the kernel steers connections by CPU (see Options).
+  bool cpu_steering() const { return cpu_steering_; }
   // Connections moved between shards (ConnectionMoved).
   uint64_t moved() const { return moved_.load(std::memory_order_relaxed); }
 
@@ -102,6 +109,8 @@ class ShardedListener {
   void Dispatch(int fd, const SocketAddress& peer);
   void AddSlot(Shard& shard);  // on `shard`'s thread
   int Pick();
+  // kReusePort: attaches the program that picks the shard on the connection's CPU.
+  absl::Status AttachCpuSteering();
   // The shard on `fd`'s incoming CPU if steering applies (see Options), else -1.
   int Steer(int fd) const;
   absl::Status RunOnEveryShard(std::function<absl::Status(Shard&)> fn);
@@ -123,6 +132,7 @@ class ShardedListener {
   std::atomic<uint64_t> moved_{0};
   uint64_t next_ = 0;  // dispatcher shard only
   bool stopped_ = false;
+  bool cpu_steering_ = false;
 };
 
 }  // namespace evactor

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -235,6 +236,32 @@ TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
   }
   EXPECT_GE(local, 36);
   EXPECT_EQ(server.listener->steered(), static_cast<uint64_t>(local));
+}
+
+// SO_REUSEPORT: the kernel runs the attached program and puts each connection in the
+// accept queue of the shard on its CPU.
+TEST(ShardedListenerSteeringTest, ReusePortConnectionsGoToTheShardOnTheirCpu) {
+  const std::vector<int> cpus = test::AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  const int n = static_cast<int>(std::min<size_t>(cpus.size(), 4));
+  auto rt = Runtime::Create({.shards = n, .affinity = RuntimeOptions::Affinity::kPin}).value();
+  SteeringServer server(*rt, /*hold=*/false,
+                        {.mode = ShardedListenerOptions::Mode::kReusePort,
+                         .steer_to_incoming_cpu = true});
+  ASSERT_NE(server.listener, nullptr);
+  EXPECT_TRUE(server.listener->cpu_steering());
+  int local = 0;
+  for (int shard = 0; shard < n; ++shard) {
+    for (int id : ConnectFromCpu(server.listener->address(), rt->shard(shard).cpu(), 10)) {
+      ASSERT_NE(id, 0xff);
+      if (id == shard) ++local;
+    }
+  }
+  EXPECT_GE(local, n * 9);
+  // Without steering the kernel spreads them by hash, pinned or not.
+  SteeringServer plain(*rt, /*hold=*/false, {.mode = ShardedListenerOptions::Mode::kReusePort});
+  ASSERT_NE(plain.listener, nullptr);
+  EXPECT_FALSE(plain.listener->cpu_steering());
 }
 
 TEST(ShardedListenerSteeringTest, SlackBoundsTheImbalance) {
