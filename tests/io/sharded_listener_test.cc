@@ -217,6 +217,20 @@ struct SteeringServer {
   std::vector<int> held;
 };
 
+// Connects `per_shard` times from each pinned shard's CPU; returns how many
+// connections the shard on the client's CPU served. Over loopback the kernel handles
+// the handshake on the client's CPU.
+int ServedOnTheClientsCpu(Runtime& rt, const ShardedListener& listener, int per_shard) {
+  int local = 0;
+  for (int shard = 0; shard < rt.size(); ++shard) {
+    for (int id : ConnectFromCpu(listener.address(), rt.shard(shard).cpu(), per_shard)) {
+      EXPECT_NE(id, 0xff);
+      if (id == shard) ++local;
+    }
+  }
+  return local;
+}
+
 TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
   const std::vector<int> cpus = test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
@@ -225,16 +239,8 @@ TEST(ShardedListenerSteeringTest, ConnectionsGoToTheShardOnTheirCpu) {
                         {.policy = ShardedListenerOptions::Policy::kRoundRobin,
                          .steer_to_incoming_cpu = true});
   ASSERT_NE(server.listener, nullptr);
-  int local = 0;
-  for (int shard = 0; shard < 2; ++shard) {
-    // Over loopback the kernel handles the handshake on the client's CPU. (A busy
-    // machine may defer a packet to another CPU's softirq thread now and then.)
-    for (int id : ConnectFromCpu(server.listener->address(), rt->shard(shard).cpu(), 20)) {
-      ASSERT_NE(id, 0xff);
-      if (id == shard) ++local;
-    }
-  }
-  EXPECT_GE(local, 36);
+  const int local = ServedOnTheClientsCpu(*rt, *server.listener, 20);
+  EXPECT_GE(local, 36);  // a busy machine may defer a packet to ksoftirqd now and then
   EXPECT_EQ(server.listener->steered(), static_cast<uint64_t>(local));
 }
 
@@ -250,14 +256,7 @@ TEST(ShardedListenerSteeringTest, ReusePortConnectionsGoToTheShardOnTheirCpu) {
                          .steer_to_incoming_cpu = true});
   ASSERT_NE(server.listener, nullptr);
   EXPECT_TRUE(server.listener->cpu_steering());
-  int local = 0;
-  for (int shard = 0; shard < n; ++shard) {
-    for (int id : ConnectFromCpu(server.listener->address(), rt->shard(shard).cpu(), 10)) {
-      ASSERT_NE(id, 0xff);
-      if (id == shard) ++local;
-    }
-  }
-  EXPECT_GE(local, n * 9);
+  EXPECT_GE(ServedOnTheClientsCpu(*rt, *server.listener, 10), n * 9);
   // Without steering the kernel spreads them by hash, pinned or not.
   SteeringServer plain(*rt, /*hold=*/false, {.mode = ShardedListenerOptions::Mode::kReusePort});
   ASSERT_NE(plain.listener, nullptr);
