@@ -121,6 +121,12 @@ absl::StatusOr<std::unique_ptr<Loop>> Loop::Create(LoopOptions options) {
     return absl::InvalidArgumentError(
         absl::StrCat("priorities must be 1..256, not ", options.priorities));
   }
+  if (options.max_dispatch_callbacks < 0 || options.max_dispatch_interval < absl::ZeroDuration() ||
+      options.dispatch_limit_min_priority < 0) {
+    return absl::InvalidArgumentError(
+        "max_dispatch_callbacks, max_dispatch_interval and dispatch_limit_min_priority "
+        "must not be negative");
+  }
   absl::StatusOr<BackendKind> kind = ChooseBackend(options);
   if (!kind.ok()) return kind.status();
   std::unique_ptr<Loop> loop(new Loop(options));
@@ -327,6 +333,12 @@ void Loop::ProcessActive() {
     // starvation by busier urgent events is allowed).
     running_priority_ = p;
     preempt_ = false;
+    const bool limited = p >= options_.dispatch_limit_min_priority;
+    const int max_callbacks = limited ? options_.max_dispatch_callbacks : 0;
+    const int64_t max_ns =
+        limited ? absl::ToInt64Nanoseconds(options_.max_dispatch_interval) : int64_t{0};
+    const int64_t started_ns = max_ns > 0 ? internal::MonotonicNanos() : 0;
+    int ran = 0;
     while (q.head != nullptr) {
       Event* ev = q.head;
       const uint32_t bits = ev->result;
@@ -338,6 +350,8 @@ void Loop::ProcessActive() {
       metrics_.callbacks.Add();
       ev->Fire(bits);  // may destroy ev
       if (got_break_ || preempt_) break;
+      if (max_callbacks > 0 && ++ran >= max_callbacks) break;
+      if (max_ns > 0 && internal::MonotonicNanos() - started_ns >= max_ns) break;
     }
     running_priority_ = -1;
     return;

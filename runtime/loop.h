@@ -105,6 +105,17 @@ struct LoopOptions {
   // Run() keeps running when no handle is pending, until Exit() or Break()
   // (libevent's EVLOOP_NO_EXIT_ON_EMPTY).
   bool run_forever = false;
+  // libevent's event_config_set_max_dispatch_interval. An iteration normally runs
+  // every active callback of the most urgent ready priority before it polls again.
+  // With a limit, it stops after max_dispatch_callbacks callbacks (0: no limit) or
+  // once max_dispatch_interval has passed since it started running them (checked
+  // after each callback; zero: no limit), finishes the iteration (deferred callbacks,
+  // extensions such as io/'s send batch) and polls again without blocking; the
+  // callbacks not run stay active, in order, for the next iteration. Only queues of
+  // priority >= dispatch_limit_min_priority are limited (0: all).
+  int max_dispatch_callbacks = 0;
+  absl::Duration max_dispatch_interval = absl::ZeroDuration();
+  int dispatch_limit_min_priority = 0;
 };
 
 // Why Run(), RunOnce() or RunNonBlocking() returned.

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
@@ -381,6 +382,86 @@ TEST_P(LoopTest, RunOnceRunsOnlyTheMostUrgentReadyPriority) {
   EXPECT_TRUE(low.pending());
   EXPECT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
   EXPECT_THAT(order, ElementsAre("high", "high2", "low"));
+}
+
+// libevent's max_dispatch_interval(callbacks): at most N callbacks per iteration; the
+// rest stay active, in order, and the iteration's end-of-iteration work (deferred
+// callbacks) runs between the chunks.
+TEST_P(LoopTest, MaxDispatchCallbacksSplitsAQueueAcrossIterations) {
+  LoopOptions o = Options();
+  o.max_dispatch_callbacks = 2;
+  auto loop = Loop::Create(o).value();
+  std::vector<std::string> order;
+  std::vector<std::unique_ptr<Timer>> timers;
+  for (int i = 0; i < 5; ++i) {
+    timers.push_back(std::make_unique<Timer>(*loop, [&order, i, &loop](uint32_t) {
+      order.push_back(absl::StrCat("t", i));
+      loop->Defer([&order, i] { order.push_back(absl::StrCat("d", i)); });
+    }));
+    timers.back()->Activate();
+  }
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_THAT(order, ElementsAre("t0", "t1", "d0", "d1"));
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_THAT(order, ElementsAre("t0", "t1", "d0", "d1", "t2", "t3", "d2", "d3", "t4", "d4"));
+  EXPECT_EQ(loop->stats().iterations, 3u);
+}
+
+// The limit applies from dispatch_limit_min_priority on: more urgent queues run whole.
+TEST_P(LoopTest, MaxDispatchCallbacksSparesMoreUrgentPriorities) {
+  LoopOptions o = Options(/*priorities=*/2);
+  o.max_dispatch_callbacks = 1;
+  o.dispatch_limit_min_priority = 1;
+  auto loop = Loop::Create(o).value();
+  int urgent = 0;
+  int other = 0;
+  Timer u1(*loop, [&](uint32_t) { ++urgent; }, 0);
+  Timer u2(*loop, [&](uint32_t) { ++urgent; }, 0);
+  Timer u3(*loop, [&](uint32_t) { ++urgent; }, 0);
+  Timer o1(*loop, [&](uint32_t) { ++other; }, 1);
+  Timer o2(*loop, [&](uint32_t) { ++other; }, 1);
+  for (Timer* t : {&u1, &u2, &u3, &o1, &o2}) t->Activate();
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_EQ(urgent, 3);  // priority 0: not limited
+  EXPECT_EQ(other, 0);
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_EQ(other, 1);  // priority 1: one per iteration
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_EQ(other, 2);
+}
+
+// libevent's max_dispatch_interval(time): the loop polls again once the interval has
+// passed, even with callbacks left.
+TEST_P(LoopTest, MaxDispatchIntervalBoundsAnIterationsCallbackTime) {
+  LoopOptions o = Options();
+  o.max_dispatch_interval = absl::Milliseconds(5);
+  auto loop = Loop::Create(o).value();
+  int ran = 0;
+  std::vector<std::unique_ptr<Timer>> timers;
+  for (int i = 0; i < 10; ++i) {
+    timers.push_back(std::make_unique<Timer>(*loop, [&ran](uint32_t) {
+      ++ran;
+      absl::SleepFor(absl::Milliseconds(2));
+    }));
+    timers.back()->Activate();
+  }
+  ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  // 2 ms each: the third callback takes it past 5 ms (a slow machine may stop sooner
+  // but never runs all ten).
+  EXPECT_GE(ran, 1);
+  EXPECT_LE(ran, 3);
+  while (ran < 10) ASSERT_TRUE(Returned(loop->RunOnce(), RunResult::kDone));
+  EXPECT_EQ(ran, 10);
+}
+
+TEST_P(LoopTest, NegativeDispatchLimitsAreRefused) {
+  LoopOptions o = Options();
+  o.max_dispatch_callbacks = -1;
+  EXPECT_EQ(Loop::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = Options();
+  o.max_dispatch_interval = absl::Milliseconds(-1);
+  EXPECT_EQ(Loop::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // libevent main/priorities: strict priorities may starve the less urgent ones.
