@@ -89,7 +89,8 @@ struct RuntimeOptions {
   enum class Affinity : uint8_t { kNone, kAuto, kPin };
   Affinity affinity = Affinity::kNone;
   // Where to pin: shard i to cpus[i]. Empty: the CPUs this process may run on
-  // (sched_getaffinity when Create() runs), in ascending order.
+  // (the affinity of the thread calling Create(), which is the process's unless that
+  // thread was pinned itself), in ascending order.
   std::vector<int> cpus;
 };
 
