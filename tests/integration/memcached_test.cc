@@ -400,6 +400,60 @@ TEST(AffinityTest, ConnectionFollowsItsClientToAnotherCpu) {
   EXPECT_GE(atoi(moved.c_str()), 1) << moved;
 }
 
+// Many clients hopping between CPUs while they work, in both store layouts: their
+// connections move between shards again and again, and every answer is still right.
+TEST(AffinityTest, ClientsHoppingBetweenCpusLoseNothing) {
+  const std::vector<int> cpus = evactor::test::AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  for (const char* layout : {"store=shared", "store=partitioned"}) {
+    ServerProcess server(2, {"-o", absl::StrCat("affinity=on,", layout)});
+    constexpr int kClients = 8;
+    constexpr int kRounds = 1500;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        const int fd = Connect(server.port());
+        if (fd < 0) return void(failures++);
+        for (int r = 0; r < kRounds && failures.load() == 0; ++r) {
+          if (r % 300 == 0) {  // hop: long enough to be seen by two placement checks
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[(c + r / 300) % 2], &one);
+            pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+          }
+          const std::string key = absl::StrCat("hop", c, "-", r % 5);
+          const std::string value = absl::StrCat("v", r, std::string(r % 40, 'y'));
+          const std::string req = absl::StrCat("set ", key, " ", r, " 0 ", value.size(), "\r\n",
+                                               value, "\r\nget ", key, "\r\n");
+          const std::string want = absl::StrCat("STORED\r\nVALUE ", key, " ", r, " ",
+                                                value.size(), "\r\n", value, "\r\nEND\r\n");
+          if (RoundTrip(fd, req, want.size()) != want) failures++;
+        }
+        close(fd);
+      });
+    }
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(failures.load(), 0) << layout;
+    const int fd = Connect(server.port());
+    ASSERT_GE(fd, 0);
+    const std::string request = "stats\r\n";
+    ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    std::string stats;
+    char buf[8192];
+    while (stats.find("END\r\n") == std::string::npos) {
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      stats.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    const size_t at = stats.find("STAT moved_connections ");
+    ASSERT_NE(at, std::string::npos);
+    // Four hops per client; most of them move its connection.
+    EXPECT_GE(atoi(stats.c_str() + at + 23), kClients) << layout;
+  }
+}
+
 TEST(AffinityTest, OffReportsNoCpus) {
   ServerProcess server(1, {"-o", "affinity=off"});
   const int fd = Connect(server.port());
