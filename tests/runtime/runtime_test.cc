@@ -84,6 +84,16 @@ TEST(RuntimeAffinityTest, PinnedShardsRunOnlyOnTheirCpu) {
   EXPECT_EQ((*rt)->ShardOnCpu(CPU_SETSIZE + 5), -1);
 }
 
+TEST(RuntimeAffinityTest, AutoPinsWhenThereAreEnoughCpus) {
+  const std::vector<int> cpus = test::AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  auto rt = Runtime::Create({.shards = 1, .affinity = RuntimeOptions::Affinity::kAuto});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  EXPECT_TRUE((*rt)->pinned());
+  EXPECT_EQ((*rt)->shard(0).cpu(), cpus[0]);
+  EXPECT_EQ(WhereShardRuns(**rt, 0), std::make_pair(cpus[0], 1));
+}
+
 TEST(RuntimeAffinityTest, ExplicitCpuListIsFollowedInItsOrder) {
   const std::vector<int> cpus = test::AllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
