@@ -169,6 +169,8 @@ class BinaryParser {
   // body over max_body_length); after kClose, always kClose.
   ParseStatus Next(BinaryRequest* request);
   size_t buffered() const { return buffer_.size() - head_; }
+  // Whether the rest of a too-large value is still to be discarded.
+  bool swallowing() const { return swallow_ > 0; }
 
  private:
   BinaryParserOptions options_;

@@ -50,9 +50,9 @@ class ShardState {
 
   Store& store() { return store_; }
   void Adopt(int fd);
-  // A connection another shard handed over (see Connection::TryMove), with the
-  // bytes it had read and not parsed yet.
-  void AdoptMoved(int fd, std::string pending);
+  // A connection another shard handed over (see Connection::TryMove), its protocol,
+  // and the bytes it had read and not parsed yet.
+  void AdoptMoved(int fd, bool binary, std::string pending);
   void Remove(uint64_t id);
   // Unlinks and destroys a connection that moved to another shard (its fd stays open).
   void Detach(uint64_t id);
@@ -72,12 +72,13 @@ class ShardState {
 // A connection on its way to another shard (Connection::TryMove): runs there as a
 // message; if it never runs (the server stopped first), the connection is closed.
 struct MoveMessage {
-  MoveMessage(Server* server, int target, int fd, std::string pending)
-      : server(server), target(target), fd(fd), pending(std::move(pending)) {}
+  MoveMessage(Server* server, int target, int fd, bool binary, std::string pending)
+      : server(server), target(target), fd(fd), binary(binary), pending(std::move(pending)) {}
   MoveMessage(MoveMessage&& other) noexcept
       : server(other.server),
         target(other.target),
         fd(std::exchange(other.fd, -1)),
+        binary(other.binary),
         pending(std::move(other.pending)) {}
   MoveMessage& operator=(MoveMessage&&) = delete;
   ~MoveMessage() {
@@ -86,11 +87,14 @@ struct MoveMessage {
     server->curr_connections.fetch_sub(1, std::memory_order_relaxed);
     server->ConnectionClosedOn(target);
   }
-  void operator()() { server->states().local().AdoptMoved(std::exchange(fd, -1), std::move(pending)); }
+  void operator()() {
+    server->states().local().AdoptMoved(std::exchange(fd, -1), binary, std::move(pending));
+  }
 
   Server* server;
   int target;
   int fd;
+  bool binary;  // the connection speaks the binary protocol
   std::string pending;
 };
 
@@ -155,9 +159,14 @@ class Connection {
     FlushSlots();
   }
 
-  // Takes over a connection another shard read `pending` from (ASCII, idle).
-  void Resume(std::string_view pending) {
-    ascii_ = true;
+  // Takes over a connection another shard read `pending` from (idle there).
+  void Resume(bool binary, std::string_view pending) {
+    if (binary) {
+      binary_ = std::make_unique<BinaryParser>(
+          BinaryParserOptions{.max_item_size = server_->config().max_item_size});
+    } else {
+      ascii_ = true;
+    }
     socket_->input().Append(pending);
     OnRead();  // may destroy this
   }
@@ -251,22 +260,25 @@ class Connection {
     if (++misplaced_ >= 2) move_to_ = target;
   }
 
-  // Hands the connection to shard move_to_ if nothing of it is in flight here: an
-  // ASCII connection with no partial request, no response waiting or unsent, and room
-  // on the target under the listener's steering slack. The bytes just read travel
+  // Hands the connection to shard move_to_ if nothing of it is in flight here: its
+  // protocol known, no partial request, no response waiting or unsent, and room on
+  // the target under the listener's steering slack. The bytes just read travel
   // along, unparsed. Returns true when the connection left (and this is destroyed).
   bool TryMove() {
     const int target = move_to_;
     move_to_ = -1;
     misplaced_ = 0;
-    if (!ascii_ || parser_.buffered() != 0 || parser_.swallowing() || !slots_.empty() ||
-        !direct_.empty() || close_pending_ || socket_->output().size() != 0) {
+    const bool parser_idle = binary_ != nullptr
+                                 ? binary_->buffered() == 0 && !binary_->swallowing()
+                                 : ascii_ && parser_.buffered() == 0 && !parser_.swallowing();
+    if (!parser_idle || !slots_.empty() || !direct_.empty() || close_pending_ ||
+        socket_->output().size() != 0) {
       return false;
     }
     ShardedListener* listener = server_->listener();
     if (listener == nullptr || !listener->MayMoveConnectionTo(target)) return false;
     Buffer& in = socket_->input();
-    MoveMessage adopt(server_, target, fd_, std::string(in.size(), '\0'));
+    MoveMessage adopt(server_, target, fd_, binary_ != nullptr, std::string(in.size(), '\0'));
     in.CopyOut(adopt.pending.data(), adopt.pending.size());
     // The target sees the message at the end of this iteration at the earliest; the
     // fd is released below, before this shard returns to its loop.
@@ -633,12 +645,12 @@ void ShardState::Adopt(int fd) {
   conns_.emplace(id, std::make_unique<Connection>(this, id, fd));
 }
 
-void ShardState::AdoptMoved(int fd, std::string pending) {
+void ShardState::AdoptMoved(int fd, bool binary, std::string pending) {
   const uint64_t id = next_id_++;
   auto conn = std::make_unique<Connection>(this, id, fd);
   Connection* c = conn.get();
   conns_.emplace(id, std::move(conn));
-  c->Resume(pending);
+  c->Resume(binary, pending);
 }
 
 void ShardState::Detach(uint64_t id) {

@@ -435,6 +435,68 @@ TEST(AffinityTest, ClientsHoppingBetweenCpusLoseNothing) {
   }
 }
 
+// A binary-protocol request: header, extras, key, value.
+std::string BinaryPacket(uint8_t opcode, const std::string& key, const std::string& extras,
+                         const std::string& value, uint32_t opaque) {
+  std::string p(24, '\0');
+  p[0] = static_cast<char>(0x80);
+  p[1] = static_cast<char>(opcode);
+  p[2] = static_cast<char>(key.size() >> 8);
+  p[3] = static_cast<char>(key.size() & 0xff);
+  p[4] = static_cast<char>(extras.size());
+  const uint32_t body = static_cast<uint32_t>(extras.size() + key.size() + value.size());
+  for (int i = 0; i < 4; ++i) {
+    p[8 + i] = static_cast<char>(body >> (24 - 8 * i));
+    p[12 + i] = static_cast<char>(opaque >> (24 - 8 * i));
+  }
+  return p + extras + key + value;
+}
+
+// The binary protocol moves too: a binary client that changes CPU keeps getting
+// right answers (SET then GET, pipelined, opaque and value checked) after its
+// connection has moved.
+TEST(AffinityTest, BinaryConnectionFollowsItsClient) {
+  const std::vector<int> cpus = evactor::test::AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  ServerProcess server(2, {"-o", "affinity=on"});
+  std::string failure;
+  std::thread client([&] {
+    auto pin = [](int cpu) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+    };
+    if (!pin(cpus[0])) return void(failure = "cannot pin the client");
+    const int fd = Connect(server.port());
+    if (fd < 0) return void(failure = "cannot connect");
+    for (int i = 0; i < 600 && failure.empty(); ++i) {
+      if (i == 10 && !pin(cpus[1])) failure = "cannot re-pin the client";
+      const std::string key = absl::StrCat("bin", i % 9);
+      const std::string value = absl::StrCat("value-", i, std::string(i % 30, 'b'));
+      const std::string set =
+          BinaryPacket(0x01, key, std::string(8, '\0'), value, static_cast<uint32_t>(2 * i));
+      const std::string get = BinaryPacket(0x00, key, "", "", static_cast<uint32_t>(2 * i + 1));
+      const size_t want = 24 + 24 + 4 + value.size();
+      const std::string got = RoundTrip(fd, set + get, want);
+      if (got.size() != want || static_cast<uint8_t>(got[0]) != 0x81 || got[6] != 0 ||
+          got[7] != 0 || static_cast<uint8_t>(got[24]) != 0x81 || got[24 + 1] != 0x00 ||
+          got[24 + 6] != 0 || got[24 + 7] != 0 ||
+          static_cast<uint8_t>(got[24 + 15]) != static_cast<uint8_t>(2 * i + 1) ||
+          got.substr(24 + 24 + 4) != value) {
+        failure = absl::StrCat("request ", i, ": ", got.size(), " bytes back");
+      }
+    }
+    close(fd);
+  });
+  client.join();
+  EXPECT_EQ(failure, "");
+  const int fd = Connect(server.port());
+  ASSERT_GE(fd, 0);
+  EXPECT_GE(atoi(StatValue(fd, "stats", "moved_connections").c_str()), 1);
+  close(fd);
+}
+
 TEST(AffinityTest, OffReportsNoCpus) {
   ServerProcess server(1, {"-o", "affinity=off"});
   const int fd = Connect(server.port());
