@@ -342,13 +342,8 @@ TEST(AffinityTest, ConnectionFollowsItsClientToAnotherCpu) {
   std::string failure;
   std::string moved;
   std::thread client([&] {
-    auto pin = [](int cpu) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
-    };
-    if (!pin(cpus[0])) return void(failure = "cannot pin the client");
+    using evactor::test::PinThisThread;
+    if (!PinThisThread(cpus[0])) return void(failure = "cannot pin the client");
     const int fd = Connect(server.port());
     if (fd < 0) return void(failure = "cannot connect");
     const int one = 1;  // the split writes must not wait for delayed ACKs (Nagle)
@@ -358,7 +353,7 @@ TEST(AffinityTest, ConnectionFollowsItsClientToAnotherCpu) {
     }
     // Now on the other shard's CPU: placement is checked every 128 reads, and two
     // checks in a row move the connection.
-    if (!pin(cpus[1])) return void(failure = "cannot re-pin the client");
+    if (!PinThisThread(cpus[1])) return void(failure = "cannot re-pin the client");
     for (int i = 0; i < 600 && failure.empty(); ++i) {
       const std::string key = absl::StrCat("mv", i);
       const std::string value = absl::StrCat("value-", i, "-", std::string(i % 50, 'x'));
@@ -407,10 +402,7 @@ TEST(AffinityTest, ClientsHoppingBetweenCpusLoseNothing) {
         if (fd < 0) return void(failures++);
         for (int r = 0; r < kRounds && failures.load() == 0; ++r) {
           if (r % 300 == 0) {  // hop: long enough to be seen by two placement checks
-            cpu_set_t one;
-            CPU_ZERO(&one);
-            CPU_SET(cpus[(c + r / 300) % 2], &one);
-            pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+            if (!evactor::test::PinThisThread(cpus[(c + r / 300) % 2])) failures++;
           }
           const std::string key = absl::StrCat("hop", c, "-", r % 5);
           const std::string value = absl::StrCat("v", r, std::string(r % 40, 'y'));
@@ -461,17 +453,12 @@ TEST(AffinityTest, BinaryConnectionFollowsItsClient) {
   ServerProcess server(2, {"-o", "affinity=on"});
   std::string failure;
   std::thread client([&] {
-    auto pin = [](int cpu) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
-    };
-    if (!pin(cpus[0])) return void(failure = "cannot pin the client");
+    using evactor::test::PinThisThread;
+    if (!PinThisThread(cpus[0])) return void(failure = "cannot pin the client");
     const int fd = Connect(server.port());
     if (fd < 0) return void(failure = "cannot connect");
     for (int i = 0; i < 600 && failure.empty(); ++i) {
-      if (i == 10 && !pin(cpus[1])) failure = "cannot re-pin the client";
+      if (i == 10 && !PinThisThread(cpus[1])) failure = "cannot re-pin the client";
       const std::string key = absl::StrCat("bin", i % 9);
       const std::string value = absl::StrCat("value-", i, std::string(i % 30, 'b'));
       const std::string set =

@@ -163,10 +163,7 @@ std::vector<int> ConnectFromCpu(const SocketAddress& target, int cpu, int n,
                                 std::vector<int>* open = nullptr) {
   std::vector<int> ids;
   std::thread client([&] {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) return;
+    if (!test::PinThisThread(cpu)) return;
     for (int i = 0; i < n; ++i) {
       const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       unsigned char id = 0xff;

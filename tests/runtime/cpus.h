@@ -1,8 +1,10 @@
-// evactor::test::AllowedCpus — the CPUs this process may run on, for tests of pinned
-// shards and of steering connections by CPU (which skip where fewer are allowed).
+// evactor::test::AllowedCpus and PinThisThread — the CPUs this process may run on,
+// and pinning a client thread to one, for tests of pinned shards and of steering
+// connections by CPU (which skip where fewer CPUs are allowed).
 #ifndef EVACTOR_TESTS_RUNTIME_CPUS_H_
 #define EVACTOR_TESTS_RUNTIME_CPUS_H_
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <vector>
@@ -19,6 +21,14 @@ inline std::vector<int> AllowedCpus() {
     if (CPU_ISSET(c, &set)) cpus.push_back(c);
   }
   return cpus;
+}
+
+// Pins the calling thread to `cpu`; false if the kernel refuses.
+inline bool PinThisThread(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
 }
 
 }  // namespace evactor::test
