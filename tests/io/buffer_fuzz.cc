@@ -10,7 +10,7 @@
 // any difference aborts.
 //
 // Two ways to run it:
-//   - the real fuzzer: tools/fuzz_buffer [seconds] builds this file with
+//   - the real fuzzer: tools/fuzz buffer [seconds] builds this file with
 //     clang++ -fsanitize=fuzzer,address,undefined -DEVACTOR_LIBFUZZER and runs it;
 //   - the corpus replay (//tests/io:buffer_fuzz_replay_test, part of every
 //     `bazel test`): without EVACTOR_LIBFUZZER this file also defines a test that feeds
