@@ -221,37 +221,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #ifndef EVACTOR_LIBFUZZER
 // ---- Corpus replay (the normal build) -------------------------------------------------
 
-#include <dirent.h>
-
-#include <fstream>
-#include <sstream>
-#include <vector>
-
 #include "gtest/gtest.h"
+#include "tests/fuzz_corpus.h"
 
 namespace evactor {
 namespace {
 
 TEST(BufferFuzzReplay, EveryCorpusInputPasses) {
-  const std::string dir = "tests/io/buffer_fuzz_corpus";
-  DIR* d = ::opendir(dir.c_str());
-  ASSERT_NE(d, nullptr) << "corpus directory missing from the runfiles: " << dir;
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  ASSERT_GE(names.size(), 10u) << "suspiciously small corpus";
-  for (const std::string& name : names) {
-    std::ifstream f(dir + "/" + name, std::ios::binary);
-    ASSERT_TRUE(f.good()) << name;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string input = ss.str();
-    SCOPED_TRACE(name);
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
-  }
-  std::printf("replayed %zu corpus inputs\n", names.size());
+  test::ReplayCorpus("tests/io/buffer_fuzz_corpus", LLVMFuzzerTestOneInput);
 }
 
 }  // namespace

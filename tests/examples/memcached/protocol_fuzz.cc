@@ -111,27 +111,62 @@ void Finish(Store& store, const std::set<std::string>& keys, Outcome* o) {
   }
 }
 
-// ---- ASCII -----------------------------------------------------------------------
+// ---- The two protocols -------------------------------------------------------------
 
-class AsciiConnection {
- public:
-  explicit AsciiConnection(Store* store)
-      : store_(store),
-        parser_(ParserOptions{.max_line_length = kMaxLine,
-                              .max_retrieval_line_length = kMaxRetrievalLine,
-                              .max_item_size = kMaxItemSize}) {}
-
-  void Feed(std::string_view bytes) { parser_.Feed(bytes); }
-  void Read(std::string_view bytes) {
-    std::span<char> room = parser_.Reserve(bytes.size());
+struct Ascii {
+  using Parser = RequestParser;
+  using Req = Request;
+  static Parser NewParser() {
+    return Parser(ParserOptions{.max_line_length = kMaxLine,
+                                .max_retrieval_line_length = kMaxRetrievalLine,
+                                .max_item_size = kMaxItemSize});
+  }
+  // A read in pieces goes straight into the parser's buffer, as the server reads.
+  static void Read(Parser& parser, std::string_view bytes) {
+    std::span<char> room = parser.Reserve(bytes.size());
     if (room.size() < bytes.size()) Fail("Reserve gave less room than asked for");
     std::memcpy(room.data(), bytes.data(), bytes.size());
-    parser_.Commit(bytes.size());
+    parser.Commit(bytes.size());
   }
+  static void AddKeys(const Req& r, std::set<std::string>* keys) {
+    for (std::string_view key : r.keys) keys->emplace(key);
+  }
+  static Disposition Exec(const Req& r, Store* store, std::string* out) {
+    return Execute(r, store, out);
+  }
+  // One incomplete request: a line within the retrieval limit, then a value.
+  static constexpr size_t kMaxBuffered = kMaxRetrievalLine + 2 + kMaxItemSize + 2;
+};
+
+struct Binary {
+  using Parser = BinaryParser;
+  using Req = BinaryRequest;
+  static Parser NewParser() {
+    return Parser(BinaryParserOptions{.max_item_size = kMaxItemSize, .max_body_length = kMaxBody});
+  }
+  static void Read(Parser& parser, std::string_view bytes) { parser.Feed(bytes); }
+  static void AddKeys(const Req& r, std::set<std::string>* keys) {
+    if (!r.key.empty()) keys->emplace(r.key);
+  }
+  static Disposition Exec(const Req& r, Store* store, std::string* out) {
+    return ExecuteBinary(r, store, out);
+  }
+  // One incomplete packet: the header and a body within the limit.
+  static constexpr size_t kMaxBuffered = 24 + kMaxBody;
+};
+
+// One client connection of protocol P, run as the server's read callback runs it.
+template <typename P>
+class Connection {
+ public:
+  explicit Connection(Store* store) : store_(store), parser_(P::NewParser()) {}
+
+  void Feed(std::string_view bytes) { parser_.Feed(bytes); }
+  void Read(std::string_view bytes) { P::Read(parser_, bytes); }
 
   // Executes every complete request; false once the connection is closed.
   bool Drain(Outcome* o) {
-    Request request;
+    typename P::Req request;
     while (!o->closed) {
       const ParseStatus status = parser_.Next(&request);
       if (status == ParseStatus::kNeedMore) break;
@@ -139,63 +174,27 @@ class AsciiConnection {
         o->closed = true;
         break;
       }
-      for (std::string_view key : request.keys) o->keys.emplace(key);
+      P::AddKeys(request, &o->keys);
       Store* target = RouteOf(request) == Route::kLocal ? nullptr : store_;
-      if (Execute(request, target, &o->out) == Disposition::kClose) o->closed = true;
+      if (P::Exec(request, target, &o->out) == Disposition::kClose) o->closed = true;
       CheckStore(*store_);
     }
-    if (!o->closed && parser_.buffered() > kMaxRetrievalLine + 2 + kMaxItemSize + 2) {
-      Fail("the ASCII parser holds more than one incomplete request");
+    if (!o->closed && parser_.buffered() > P::kMaxBuffered) {
+      Fail("the parser holds more than one incomplete request");
     }
     return !o->closed;
   }
 
  private:
   Store* store_;
-  RequestParser parser_;
+  typename P::Parser parser_;
 };
 
-// ---- Binary ----------------------------------------------------------------------
-
-class BinaryConnection {
- public:
-  explicit BinaryConnection(Store* store)
-      : store_(store),
-        parser_(BinaryParserOptions{.max_item_size = kMaxItemSize, .max_body_length = kMaxBody}) {}
-
-  void Feed(std::string_view bytes) { parser_.Feed(bytes); }
-  void Read(std::string_view bytes) { parser_.Feed(bytes); }
-
-  bool Drain(Outcome* o) {
-    BinaryRequest request;
-    while (!o->closed) {
-      const ParseStatus status = parser_.Next(&request);
-      if (status == ParseStatus::kNeedMore) break;
-      if (status == ParseStatus::kClose) {
-        o->closed = true;
-        break;
-      }
-      if (!request.key.empty()) o->keys.emplace(request.key);
-      Store* target = RouteOf(request) == Route::kLocal ? nullptr : store_;
-      if (ExecuteBinary(request, target, &o->out) == Disposition::kClose) o->closed = true;
-      CheckStore(*store_);
-    }
-    if (!o->closed && parser_.buffered() > 24 + kMaxBody) {
-      Fail("the binary parser holds more than one incomplete packet");
-    }
-    return !o->closed;
-  }
-
- private:
-  Store* store_;
-  BinaryParser parser_;
-};
-
-template <typename Connection>
+template <typename P>
 Outcome Whole(std::string_view stream) {
   FixedClock clock;
   Store store(SmallStore(&clock));
-  Connection c(&store);
+  Connection<P> c(&store);
   Outcome o;
   c.Feed(stream);
   c.Drain(&o);
@@ -204,11 +203,11 @@ Outcome Whole(std::string_view stream) {
 }
 
 // `keys`: the keys to read the final state under (the whole run's).
-template <typename Connection>
+template <typename P>
 Outcome Split(std::string_view stream, uint8_t seed, const std::set<std::string>& keys) {
   FixedClock clock;
   Store store(SmallStore(&clock));
-  Connection c(&store);
+  Connection<P> c(&store);
   Outcome o;
   Cuts cuts(seed);
   while (!stream.empty()) {
@@ -249,11 +248,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t seed = data[1];
   const std::string_view stream(reinterpret_cast<const char*>(data) + 2, size - 2);
   if (binary) {
-    const Outcome whole = Whole<BinaryConnection>(stream);
-    Compare(whole, Split<BinaryConnection>(stream, seed, whole.keys));
+    const Outcome whole = Whole<Binary>(stream);
+    Compare(whole, Split<Binary>(stream, seed, whole.keys));
   } else {
-    const Outcome whole = Whole<AsciiConnection>(stream);
-    Compare(whole, Split<AsciiConnection>(stream, seed, whole.keys));
+    const Outcome whole = Whole<Ascii>(stream);
+    Compare(whole, Split<Ascii>(stream, seed, whole.keys));
   }
   return 0;
 }
@@ -261,52 +260,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #ifndef EVACTOR_LIBFUZZER
 // ---- Corpus replay (the normal build) -------------------------------------------------
 
-#include <dirent.h>
-
-#include <fstream>
-#include <sstream>
-#include <vector>
-
 #include "gtest/gtest.h"
+#include "tests/fuzz_corpus.h"
 
 namespace evactor::memcached {
 namespace {
 
-std::vector<std::string> CorpusNames(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return names;
-  while (dirent* e = ::readdir(d)) {
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  return names;
-}
-
 TEST(ProtocolFuzzReplay, EveryCorpusInputPasses) {
-  const std::string dir = "tests/examples/memcached/protocol_fuzz_corpus";
-  const std::vector<std::string> names = CorpusNames(dir);
-  ASSERT_GE(names.size(), 10u) << "corpus missing from the runfiles or suspiciously small: "
-                               << dir;
-  for (const std::string& name : names) {
-    std::ifstream f(dir + "/" + name, std::ios::binary);
-    ASSERT_TRUE(f.good()) << name;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string input = ss.str();
-    SCOPED_TRACE(name);
-    LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
-  }
+  test::ReplayCorpus("tests/examples/memcached/protocol_fuzz_corpus", LLVMFuzzerTestOneInput);
 }
 
 // The comparison itself must be able to fail: run it on runs of two different streams
 // (read under the same keys), one difference at a time.
 Outcome Other(std::string_view stream, const Outcome& like) {
-  return Split<AsciiConnection>(stream, 0, like.keys);
+  return Split<Ascii>(stream, 0, like.keys);
 }
 
 TEST(ProtocolFuzzReplay, DifferentStreamsAreCaught) {
-  const Outcome set_a = Whole<AsciiConnection>("set a 0 0 1\r\nx\r\n");
+  const Outcome set_a = Whole<Ascii>("set a 0 0 1\r\nx\r\n");
   EXPECT_DEATH(Compare(set_a, Other("set a 0 0 1\r\nx\r\nget a\r\n", set_a)),
                "answers depend");
   EXPECT_DEATH(Compare(set_a, Other("set a 0 0 1\r\ny\r\n", set_a)), "store depends");
@@ -315,8 +286,8 @@ TEST(ProtocolFuzzReplay, DifferentStreamsAreCaught) {
   // And the same stream cut anywhere passes.
   const std::string script = "set a 0 0 1\r\nx\r\nget a b\r\nincr a 1\r\nmg a v\r\n";
   for (uint8_t seed = 0; seed < 16; ++seed) {
-    const Outcome whole = Whole<AsciiConnection>(script);
-    Compare(whole, Split<AsciiConnection>(script, seed, whole.keys));
+    const Outcome whole = Whole<Ascii>(script);
+    Compare(whole, Split<Ascii>(script, seed, whole.keys));
   }
 }
 
