@@ -551,29 +551,36 @@ class Connection {
     const bool stats = RouteOf(request) == Route::kStats;
     auto* gather = new Gather{n, {}, {}, typename P::Owned(request)};
     for (int i = 0; i < n; ++i) {
-      SendReliably(server->runtime(), i,
-                   [server, home, id, seq, gather, stats, i,
-                    owned = typename P::Owned(request)]() mutable {
-                     Store& store = server->states().local().store();
-                     std::string out;
-                     if (!stats) P::Exec(owned.request(), &store, &out, ExecuteOptions{});
-                     StoreStats st = store.stats();
-                     SendReliably(server->runtime(), home,
-                                  [server, id, seq, gather, stats, i, st,
-                                   out = std::move(out)]() mutable {
-                                    gather->sum += st;
-                                    if (i == 0) gather->first = std::move(out);
-                                    if (--gather->remaining > 0) return;
-                                    std::string reply = std::move(gather->first);
-                                    if (stats) {
-                                      reply.clear();
-                                      P::Stats(gather->request.request(), server->Stats(),
-                                               gather->sum, &reply);
-                                    }
-                                    delete gather;
-                                    server->states().local().Deliver(id, seq, std::move(reply));
-                                  });
-                   });
+      auto part = [server, home, id, seq, gather, stats, i,
+                   owned = typename P::Owned(request)]() mutable {
+        Store& store = server->states().local().store();
+        std::string out;
+        if (!stats) P::Exec(owned.request(), &store, &out, ExecuteOptions{});
+        StoreStats st = store.stats();
+        SendReliably(server->runtime(), home,
+                     [server, id, seq, gather, stats, i, st, out = std::move(out)]() mutable {
+                       gather->sum += st;
+                       if (i == 0) gather->first = std::move(out);
+                       if (--gather->remaining > 0) return;
+                       std::string reply = std::move(gather->first);
+                       if (stats) {
+                         reply.clear();
+                         P::Stats(gather->request.request(), server->Stats(), gather->sum,
+                                  &reply);
+                       }
+                       delete gather;
+                       server->states().local().Deliver(id, seq, std::move(reply));
+                     });
+      };
+      // This shard's part runs now: the requests after it on this connection that run
+      // here run at once too, and must see the flush (or be counted by the stats) as
+      // they follow it. The other shards get theirs in a message, ahead of anything
+      // this connection sends them later.
+      if (i == home) {
+        part();
+      } else {
+        SendReliably(server->runtime(), i, std::move(part));
+      }
     }
   }
 

@@ -1,7 +1,9 @@
 // The memcached-compatible server as a real process: memccapable's ASCII and binary
 // suites with 1 and 4 shards in both store layouts (shared, partitioned), 200 concurrent
 // clients doing mixed operations with every value read back checked, the -v/-vv log
-// lines on stderr, and -o affinity (pinned threads serve and report their CPUs).
+// lines on stderr, -o affinity (pinned threads serve and report their CPUs), and a
+// differential test: random pipelined streams answered byte for byte as
+// /usr/bin/memcached answers them, with one shard and with four in both layouts.
 // Servers listen on 127.0.0.1 on ports the kernel picks and are stopped by their own
 // pid.
 #include <arpa/inet.h>
@@ -17,12 +19,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <atomic>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -66,10 +71,13 @@ int Connect(uint16_t port) {
 class ServerProcess {
  public:
   // `extra`: more flags; `stderr_path`: where the server's stderr goes (if not empty).
+  // `program`: the binary to run (default: this server; the differential test also runs
+  // /usr/bin/memcached, which takes the same flags).
   explicit ServerProcess(int threads, std::vector<std::string> extra = {},
-                         const std::string& stderr_path = "")
+                         const std::string& stderr_path = "",
+                         const std::string& program = ServerPath())
       : port_(FreePort()) {
-    std::vector<std::string> args = {"server", "-p", std::to_string(port_), "-t",
+    std::vector<std::string> args = {program, "-p", std::to_string(port_), "-t",
                                       std::to_string(threads)};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
@@ -81,7 +89,7 @@ class ServerProcess {
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      execv(ServerPath().c_str(), argv.data());
+      execv(program.c_str(), argv.data());
       _exit(127);
     }
     // Wait (bounded) until it accepts.
@@ -503,5 +511,178 @@ TEST(AffinityTest, OnWithMoreThreadsThanCpusDoesNotStart) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, VerbosityTest, ::testing::Values("shared", "partitioned"));
+
+// ---- Differential: the same pipelined stream to memcached and to this server -----------
+
+// A random pipelined workload over a few keys (so that commands collide), every command
+// answered identically by memcached 1.6 by design: storage commands, multi-key gets,
+// delete, incr/decr, touch, flush_all, the meta commands, noreply/q, an unknown command.
+// Left out: what shows CAS values (gets, cas, mg c), which are numbered per shard here,
+// and stats/version. Values and keys are lowercase letters and digits, so the final
+// "mn" is the only "MN" in the answers.
+std::string RandomWorkload(uint32_t seed, int commands) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  auto key = [&] { return absl::StrCat("k", pick(12)); };
+  auto value = [&] {
+    if (pick(3) == 0) return std::to_string(pick(1000));  // incr/decr targets
+    std::string v(pick(30), 'a');
+    for (char& c : v) c = "abcdefghijklmnopqrstuvwxyz0123456789"[pick(36)];
+    return v;
+  };
+  auto noreply = [&] { return pick(4) == 0 ? " noreply" : ""; };
+  static constexpr const char* kStorage[] = {"set", "add", "replace", "append", "prepend"};
+  static constexpr const char* kModes[] = {"", " MS", " ME", " MA", " MP", " MR"};
+  std::string out;
+  for (int i = 0; i < commands; ++i) {
+    switch (pick(14)) {
+      case 0:
+      case 1:
+      case 2: {
+        const std::string v = value();
+        absl::StrAppend(&out, kStorage[pick(5)], " ", key(), " ", pick(1000), " 0 ", v.size(),
+                        noreply(), "\r\n", v, "\r\n");
+        break;
+      }
+      case 3:
+      case 4: {
+        std::string line = "get";
+        for (int k = 1 + pick(4); k > 0; --k) absl::StrAppend(&line, " ", key());
+        absl::StrAppend(&out, line, "\r\n");
+        break;
+      }
+      case 5:
+        absl::StrAppend(&out, "delete ", key(), noreply(), "\r\n");
+        break;
+      case 6:
+        absl::StrAppend(&out, pick(2) ? "incr " : "decr ", key(), " ", pick(100), noreply(),
+                        "\r\n");
+        break;
+      case 7:
+        absl::StrAppend(&out, "touch ", key(), " 0", noreply(), "\r\n");
+        break;
+      case 8: {
+        static constexpr const char* kFlags[] = {" v", " f", " k", " s", " t", " q", " O77"};
+        std::string line = absl::StrCat("mg ", key());
+        for (const char* f : kFlags) {
+          if (pick(2)) line += f;
+        }
+        absl::StrAppend(&out, line, "\r\n");
+        break;
+      }
+      case 9: {
+        const std::string v = value();
+        absl::StrAppend(&out, "ms ", key(), " ", v.size(), pick(2) ? " F5" : "", kModes[pick(6)],
+                        pick(4) == 0 ? " q" : "", pick(3) == 0 ? " k" : "", "\r\n", v, "\r\n");
+        break;
+      }
+      case 10:
+        absl::StrAppend(&out, "md ", key(), pick(3) == 0 ? " q" : "", pick(3) == 0 ? " k" : "",
+                        "\r\n");
+        break;
+      case 11:
+        absl::StrAppend(&out, "ma ", key(), pick(2) ? " MD" : "", pick(2) ? " v" : "",
+                        pick(3) == 0 ? " N0 J5" : "", " D", pick(50), "\r\n");
+        break;
+      case 12:
+        absl::StrAppend(&out, pick(20) == 0 ? "flush_all" : "bogus", "\r\n");
+        break;
+      default:
+        absl::StrAppend(&out, "get ", key(), "\r\n");
+        break;
+    }
+  }
+  return out + "mn\r\n";
+}
+
+// Sends `stream` in writes of random sizes (1 to `max_write` bytes) from another thread
+// while reading the answers, until they end with the final "MN\r\n" (or 10 s pass
+// without data).
+std::string Exchange(uint16_t port, const std::string& stream, uint32_t seed,
+                     size_t max_write = 700) {
+  const int fd = Connect(port);
+  if (fd < 0) return "<connect failed>";
+  std::thread writer([&] {
+    std::mt19937 rng(seed);
+    for (size_t at = 0; at < stream.size();) {
+      const size_t n = std::min<size_t>(stream.size() - at, 1 + rng() % max_write);
+      if (write(fd, stream.data() + at, n) != static_cast<ssize_t>(n)) return;
+      at += n;
+    }
+  });
+  std::string got;
+  char buf[16384];
+  while (!absl::EndsWith(got, "MN\r\n")) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  writer.join();
+  close(fd);
+  return got;
+}
+
+// The first line where two answers differ, for the failure message.
+std::string FirstDifference(const std::string& want, const std::string& got) {
+  size_t at = 0;
+  while (at < want.size() && at < got.size() && want[at] == got[at]) ++at;
+  const size_t line = want.rfind('\n', at == 0 ? 0 : at - 1);
+  const size_t from = line == std::string::npos ? 0 : line + 1;
+  return absl::StrCat("at byte ", at, ": memcached \"",
+                      absl::CEscape(want.substr(from, 120)), "\" vs \"",
+                      absl::CEscape(got.substr(from, 120)), "\"");
+}
+
+// flush_all runs on every shard. The connection's own shard must run its part at once:
+// requests after it for keys this shard owns run at once as well, and a flush that
+// arrived later as a message to itself used to delete what they had just stored.
+TEST(PartitionedTest, FlushAllIsOrderedWithTheRequestsAfterIt) {
+  ServerProcess server(4, {"-o", "store=partitioned", "-o", "affinity=off"});
+  // 32 keys, so that several belong to the connection's own shard, set before and
+  // after a flush_all in one write (the server runs it in one go)...
+  std::string request, expected, keys, values;
+  for (int k = 0; k < 32; ++k) {
+    absl::StrAppend(&request, "set f", k, " 0 0 3\r\nold\r\n");
+    expected += "STORED\r\n";
+  }
+  request += "flush_all\r\n";
+  expected += "OK\r\n";
+  for (int k = 0; k < 32; ++k) {
+    absl::StrAppend(&request, "set f", k, " 0 0 3\r\nnew\r\n");
+    expected += "STORED\r\n";
+    absl::StrAppend(&keys, " f", k);
+    absl::StrAppend(&values, "VALUE f", k, " 0 3\r\nnew\r\n");
+  }
+  EXPECT_EQ(Exchange(server.port(), request + "mn\r\n", 7, request.size() + 4),
+            expected + "MN\r\n");
+  // ...and afterwards every key holds the later value.
+  EXPECT_EQ(Exchange(server.port(), absl::StrCat("get", keys, "\r\nmn\r\n"), 7),
+            absl::StrCat(values, "END\r\nMN\r\n"));
+}
+
+TEST(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
+  if (access("/usr/bin/memcached", X_OK) != 0) GTEST_SKIP() << "/usr/bin/memcached not installed";
+  ServerProcess memcached(1, {"-l", "127.0.0.1", "-U", "0", "-u", "root"}, "",
+                          "/usr/bin/memcached");
+  ServerProcess one(1, {"-o", "affinity=off"});
+  ServerProcess shared(4, {"-o", "store=shared", "-o", "affinity=off"});
+  ServerProcess partitioned(4, {"-o", "store=partitioned", "-o", "affinity=off"});
+  const std::pair<const char*, const ServerProcess*> ours[] = {
+      {"-t 1", &one}, {"-t 4 shared", &shared}, {"-t 4 partitioned", &partitioned}};
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    const std::string stream = RandomWorkload(seed, 3000);
+    const std::string want = Exchange(memcached.port(), stream, seed);
+    ASSERT_TRUE(absl::EndsWith(want, "MN\r\n")) << "memcached did not answer the whole stream";
+    for (const auto& [name, server] : ours) {
+      const std::string got = Exchange(server->port(), stream, seed + 100);
+      if (got != want) ADD_FAILURE() << name << ": " << FirstDifference(want, got);
+    }
+    // A fresh start for the next seed everywhere.
+    for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
+      EXPECT_EQ(Exchange(server->port(), "flush_all\r\nmn\r\n", 0), "OK\r\nMN\r\n");
+    }
+  }
+}
 
 }  // namespace
