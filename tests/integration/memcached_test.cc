@@ -2,8 +2,9 @@
 // suites with 1 and 4 shards in both store layouts (shared, partitioned), 200 concurrent
 // clients doing mixed operations with every value read back checked, the -v/-vv log
 // lines on stderr, -o affinity (pinned threads serve and report their CPUs), and a
-// differential test: random pipelined streams answered byte for byte as
-// /usr/bin/memcached answers them, with one shard and with four in both layouts.
+// differential tests: random pipelined ASCII and binary streams answered byte for
+// byte as /usr/bin/memcached answers them (binary: CAS fields aside), with one shard
+// and with four in both layouts.
 // Servers listen on 127.0.0.1 on ports the kernel picks and are stopped by their own
 // pid.
 #include <arpa/inet.h>
@@ -19,8 +20,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <random>
 #include <atomic>
+#include <functional>
+#include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -78,7 +81,7 @@ class ServerProcess {
                          const std::string& program = ServerPath())
       : port_(FreePort()) {
     std::vector<std::string> args = {program, "-p", std::to_string(port_), "-t",
-                                      std::to_string(threads)};
+                                     std::to_string(threads)};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -595,11 +598,15 @@ std::string RandomWorkload(uint32_t seed, int commands) {
   return out + "mn\r\n";
 }
 
+// Whether the ASCII answers are complete: they end with the answer to the final "mn".
+bool EndsWithMn(const std::string& got) { return absl::EndsWith(got, "MN\r\n"); }
+
 // Sends `stream` in writes of random sizes (1 to `max_write` bytes) from another thread
-// while reading the answers, until they end with the final "MN\r\n" (or 10 s pass
+// while reading the answers, until `done` says they are complete (or 10 s pass
 // without data).
 std::string Exchange(uint16_t port, const std::string& stream, uint32_t seed,
-                     size_t max_write = 700) {
+                     size_t max_write = 700,
+                     const std::function<bool(const std::string&)>& done = EndsWithMn) {
   const int fd = Connect(port);
   if (fd < 0) return "<connect failed>";
   std::thread writer([&] {
@@ -612,7 +619,7 @@ std::string Exchange(uint16_t port, const std::string& stream, uint32_t seed,
   });
   std::string got;
   char buf[16384];
-  while (!absl::EndsWith(got, "MN\r\n")) {
+  while (!done(got)) {
     const ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0) break;
     got.append(buf, static_cast<size_t>(n));
@@ -628,9 +635,8 @@ std::string FirstDifference(const std::string& want, const std::string& got) {
   while (at < want.size() && at < got.size() && want[at] == got[at]) ++at;
   const size_t line = want.rfind('\n', at == 0 ? 0 : at - 1);
   const size_t from = line == std::string::npos ? 0 : line + 1;
-  return absl::StrCat("at byte ", at, ": memcached \"",
-                      absl::CEscape(want.substr(from, 120)), "\" vs \"",
-                      absl::CEscape(got.substr(from, 120)), "\"");
+  return absl::StrCat("at byte ", at, ": memcached \"", absl::CEscape(want.substr(from, 120)),
+                      "\" vs \"", absl::CEscape(got.substr(from, 120)), "\"");
 }
 
 // flush_all runs on every shard. The connection's own shard must run its part at once:
@@ -681,6 +687,142 @@ TEST(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
     // A fresh start for the next seed everywhere.
     for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
       EXPECT_EQ(Exchange(server->port(), "flush_all\r\nmn\r\n", 0), "OK\r\nMN\r\n");
+    }
+  }
+}
+
+// The binary protocol's counterpart: random pipelined packets (storage commands and
+// their quiet forms, get/getk/getq/getkq, delete, incr/decr, append/prepend, touch,
+// gat, flush, noop), ending with a noop whose opaque marks the end. Requests carry no
+// CAS or one that never matches; responses are compared with their CAS field zeroed
+// (CAS values are numbered per shard here).
+constexpr uint32_t kLastOpaque = 0xfeedface;
+
+std::string RandomBinaryWorkload(uint32_t seed, int commands) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  auto be = [](uint64_t v, int bytes) {
+    std::string out;
+    for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+    return out;
+  };
+  auto value = [&] {
+    if (pick(3) == 0) return std::to_string(pick(1000));
+    return std::string(pick(20), static_cast<char>('a' + pick(26)));
+  };
+  std::string out;
+  for (int i = 0; i < commands; ++i) {
+    const std::string key = absl::StrCat("k", pick(12));
+    const uint32_t opaque = static_cast<uint32_t>(i);
+    std::string packet;
+    switch (pick(10)) {
+      case 0:
+      case 1: {  // set/add/replace, loud or quiet
+        static constexpr uint8_t kOps[] = {0x01, 0x02, 0x03, 0x11, 0x12, 0x13};
+        packet = BinaryPacket(kOps[pick(6)], key, be(pick(100), 4) + be(0, 4), value(), opaque);
+        if (pick(6) == 0) packet.replace(16, 8, be(uint64_t{1} << 60, 8));  // never matches
+        break;
+      }
+      case 2:
+      case 3: {
+        static constexpr uint8_t kOps[] = {0x00, 0x09, 0x0c, 0x0d};
+        packet = BinaryPacket(kOps[pick(4)], key, "", "", opaque);
+        break;
+      }
+      case 4:
+        packet = BinaryPacket(pick(2) ? 0x04 : 0x14, key, "", "", opaque);
+        break;
+      case 5: {  // incr/decr (quiet too); an exptime of all ones: no auto-create
+        static constexpr uint8_t kOps[] = {0x05, 0x06, 0x15, 0x16};
+        packet = BinaryPacket(kOps[pick(4)], key,
+                              be(pick(50), 8) + be(pick(10), 8) + be(pick(2) ? 0 : 0xffffffff, 4),
+                              "", opaque);
+        break;
+      }
+      case 6: {
+        static constexpr uint8_t kOps[] = {0x0e, 0x0f, 0x19, 0x1a};
+        packet = BinaryPacket(kOps[pick(4)], key, "", value(), opaque);
+        break;
+      }
+      case 7: {  // touch, gat, gatq, gatk, gatkq
+        static constexpr uint8_t kOps[] = {0x1c, 0x1d, 0x1e, 0x23, 0x24};
+        packet = BinaryPacket(kOps[pick(5)], key, be(0, 4), "", opaque);
+        break;
+      }
+      case 8:
+        packet = pick(15) == 0 ? BinaryPacket(0x08, "", "", "", opaque)
+                               : BinaryPacket(0x0a, "", "", "", opaque);
+        break;
+      default:
+        packet = BinaryPacket(0x00, key, "", "", opaque);
+        break;
+    }
+    out += packet;
+  }
+  return out + BinaryPacket(0x0a, "", "", "", kLastOpaque);
+}
+
+// Splits binary responses into packets; nullopt while the last one is incomplete.
+std::optional<std::vector<std::string>> BinaryResponses(const std::string& got) {
+  std::vector<std::string> packets;
+  for (size_t at = 0; at < got.size();) {
+    if (got.size() - at < 24) return std::nullopt;
+    uint32_t body = 0;
+    for (int i = 0; i < 4; ++i) body = body << 8 | static_cast<uint8_t>(got[at + 8 + i]);
+    if (got.size() - at < 24 + body) return std::nullopt;
+    packets.push_back(got.substr(at, 24 + body));
+    at += 24 + body;
+  }
+  return packets;
+}
+
+bool EndsWithLastNoop(const std::string& got) {
+  const auto packets = BinaryResponses(got);
+  if (!packets.has_value() || packets->empty()) return false;
+  const std::string& last = packets->back();
+  uint32_t opaque = 0;
+  for (int i = 0; i < 4; ++i) opaque = opaque << 8 | static_cast<uint8_t>(last[12 + i]);
+  return static_cast<uint8_t>(last[1]) == 0x0a && opaque == kLastOpaque;
+}
+
+// The responses with every CAS field zeroed, one packet per line in hex for messages.
+std::vector<std::string> WithoutCas(const std::string& got) {
+  std::vector<std::string> packets = BinaryResponses(got).value_or(std::vector<std::string>{});
+  for (std::string& p : packets) p.replace(16, 8, std::string(8, '\0'));
+  return packets;
+}
+
+TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
+  if (access("/usr/bin/memcached", X_OK) != 0) GTEST_SKIP() << "/usr/bin/memcached not installed";
+  ServerProcess memcached(1, {"-l", "127.0.0.1", "-U", "0", "-u", "root"}, "",
+                          "/usr/bin/memcached");
+  ServerProcess one(1, {"-o", "affinity=off"});
+  ServerProcess shared(4, {"-o", "store=shared", "-o", "affinity=off"});
+  ServerProcess partitioned(4, {"-o", "store=partitioned", "-o", "affinity=off"});
+  const std::pair<const char*, const ServerProcess*> ours[] = {
+      {"-t 1", &one}, {"-t 4 shared", &shared}, {"-t 4 partitioned", &partitioned}};
+  const std::string flush =
+      BinaryPacket(0x08, "", "", "", 1) + BinaryPacket(0x0a, "", "", "", kLastOpaque);
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    const std::string stream = RandomBinaryWorkload(seed, 3000);
+    const std::vector<std::string> want =
+        WithoutCas(Exchange(memcached.port(), stream, seed, 700, EndsWithLastNoop));
+    ASSERT_GT(want.size(), 1000u) << "memcached did not answer the whole stream";
+    for (const auto& [name, server] : ours) {
+      const std::vector<std::string> got =
+          WithoutCas(Exchange(server->port(), stream, seed + 100, 700, EndsWithLastNoop));
+      size_t i = 0;
+      while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
+      if (i < want.size() || i < got.size()) {
+        ADD_FAILURE() << name << ": response " << i << " of " << want.size()
+                      << " differs: memcached \""
+                      << absl::BytesToHexString(i < want.size() ? want[i] : "") << "\" vs \""
+                      << absl::BytesToHexString(i < got.size() ? got[i] : "") << "\"";
+      }
+    }
+    for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
+      EXPECT_EQ(WithoutCas(Exchange(server->port(), flush, 0, 700, EndsWithLastNoop)).size(), 2u);
     }
   }
 }
