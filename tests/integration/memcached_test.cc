@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -29,10 +30,12 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/runtime/cpus.h"
@@ -518,13 +521,44 @@ INSTANTIATE_TEST_SUITE_P(Layouts, VerbosityTest, ::testing::Values("shared", "pa
 
 // ---- Differential: the same pipelined stream to memcached and to this server -----------
 
+// A compare-CAS no item has.
+constexpr char kNeverCas[] = " C1152921504606846976";
+
+// The answers with every CAS value (the fifth field of a VALUE line, a c<number> token
+// of a meta answer) replaced by the order of its first appearance: CAS values are
+// numbered per shard here and differ from memcached's, but the same item must show
+// the same value, and a changed item a new one, in both.
+std::string NormalizeCas(const std::string& answers) {
+  std::map<std::string, int> ids;
+  auto id = [&](const std::string& cas) {
+    return absl::StrCat("#", ids.try_emplace(cas, static_cast<int>(ids.size())).first->second);
+  };
+  std::vector<std::string> lines = absl::StrSplit(answers, "\r\n");
+  for (std::string& line : lines) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ');
+    if (fields.size() == 5 && fields[0] == "VALUE") {
+      fields[4] = id(fields[4]);
+    } else if (line.size() >= 2 && absl::ascii_isupper(line[0]) && absl::ascii_isupper(line[1]) &&
+               (line.size() == 2 || line[2] == ' ')) {
+      for (size_t i = 1; i < fields.size(); ++i) {
+        if (fields[i].size() > 1 && fields[i][0] == 'c' && absl::ascii_isdigit(fields[i][1])) {
+          fields[i] = "c" + id(fields[i].substr(1));
+        }
+      }
+    }
+    line = absl::StrJoin(fields, " ");
+  }
+  return absl::StrJoin(lines, "\r\n");
+}
+
 // A random pipelined workload over a few keys (so that commands collide), every command
 // answered identically by memcached 1.6 by design: storage commands, multi-key gets,
-// delete, incr/decr, touch, flush_all, the meta commands, noreply/q, an unknown command.
-// Left out: what shows CAS values (gets, cas, mg c), which are numbered per shard here,
-// and stats/version. Values and keys are lowercase letters and digits, so the "mn"
-// that ends a stream is the only "MN" in its answers. One string per command.
-// `prefix` starts every key; `flush` allows flush_all (which reaches every key).
+// delete, incr/decr, touch, flush_all, the meta commands, noreply/q, an unknown command,
+// gets and the CAS flags of the meta commands (compared through NormalizeCas), and cas
+// and ms C with a CAS that never matches. Left out: stats and version. Values and keys are
+// lowercase letters and digits, so the "mn" that ends a stream is the only "MN" in its answers. One
+// string per command. `prefix` starts every key; `flush` allows flush_all (which reaches every
+// key).
 std::vector<std::string> RandomWorkload(uint32_t seed, int commands,
                                         const std::string& prefix = "k", bool flush = true) {
   std::mt19937 rng(seed);
@@ -542,7 +576,7 @@ std::vector<std::string> RandomWorkload(uint32_t seed, int commands,
   std::vector<std::string> all;
   for (int i = 0; i < commands; ++i) {
     std::string out;
-    switch (pick(14)) {
+    switch (pick(16)) {
       case 0:
       case 1:
       case 2: {
@@ -569,7 +603,7 @@ std::vector<std::string> RandomWorkload(uint32_t seed, int commands,
         absl::StrAppend(&out, "touch ", key(), " 0", noreply(), "\r\n");
         break;
       case 8: {
-        static constexpr const char* kFlags[] = {" v", " f", " k", " s", " t", " q", " O77"};
+        static constexpr const char* kFlags[] = {" v", " f", " k", " s", " t", " q", " O77", " c"};
         std::string line = absl::StrCat("mg ", key());
         for (const char* f : kFlags) {
           if (pick(2)) line += f;
@@ -580,7 +614,8 @@ std::vector<std::string> RandomWorkload(uint32_t seed, int commands,
       case 9: {
         const std::string v = value();
         absl::StrAppend(&out, "ms ", key(), " ", v.size(), pick(2) ? " F5" : "", kModes[pick(6)],
-                        pick(4) == 0 ? " q" : "", pick(3) == 0 ? " k" : "", "\r\n", v, "\r\n");
+                        pick(4) == 0 ? " q" : "", pick(3) == 0 ? " k" : "",
+                        pick(3) == 0 ? " c" : "", pick(6) == 0 ? kNeverCas : "", "\r\n", v, "\r\n");
         break;
       }
       case 10:
@@ -589,11 +624,21 @@ std::vector<std::string> RandomWorkload(uint32_t seed, int commands,
         break;
       case 11:
         absl::StrAppend(&out, "ma ", key(), pick(2) ? " MD" : "", pick(2) ? " v" : "",
-                        pick(3) == 0 ? " N0 J5" : "", " D", pick(50), "\r\n");
+                        pick(3) == 0 ? " c" : "", pick(3) == 0 ? " N0 J5" : "", " D", pick(50),
+                        "\r\n");
         break;
       case 12:
         absl::StrAppend(&out, flush && pick(20) == 0 ? "flush_all" : "bogus", "\r\n");
         break;
+      case 13:
+        absl::StrAppend(&out, "gets ", key(), pick(2) ? absl::StrCat(" ", key()) : "", "\r\n");
+        break;
+      case 14: {  // a CAS that never matches: EXISTS or NOT_FOUND
+        const std::string v = value();
+        absl::StrAppend(&out, "cas ", key(), " 0 0 ", v.size(), " 1152921504606846976", noreply(),
+                        "\r\n", v, "\r\n");
+        break;
+      }
       default:
         absl::StrAppend(&out, "get ", key(), "\r\n");
         break;
@@ -721,10 +766,11 @@ TEST(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     const std::vector<std::string> commands = RandomWorkload(seed, 3000);
     const std::string stream = absl::StrJoin(commands, "") + "mn\r\n";
-    const std::string want = OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n";
+    const std::string want =
+        NormalizeCas(OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n");
     ASSERT_FALSE(absl::StrContains(want, "<no answer>")) << "memcached did not answer";
     for (const auto& [name, server] : ours) {
-      const std::string got = Exchange(server->port(), stream, seed + 100);
+      const std::string got = NormalizeCas(Exchange(server->port(), stream, seed + 100));
       if (got != want) ADD_FAILURE() << name << ": " << FirstDifference(want, got);
     }
     // A fresh start for the next seed everywhere.
@@ -750,15 +796,17 @@ TEST(DifferentialTest, ConcurrentConnectionsEachAnswerAsMemcachedDoes) {
     const std::vector<std::string> commands =
         RandomWorkload(1000 + c, 1500, absl::StrCat("c", c, "k"), false);
     streams.push_back(absl::StrJoin(commands, "") + "mn\r\n");
-    want.push_back(OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n");
+    want.push_back(
+        NormalizeCas(OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n"));
     ASSERT_FALSE(absl::StrContains(want[c], "<no answer>")) << "memcached, stream " << c;
   }
   for (const auto& [name, server] : {std::pair{"shared", &shared}, {"partitioned", &partitioned}}) {
     std::vector<std::string> got(kConnections);
     std::vector<std::thread> clients;
     for (int c = 0; c < kConnections; ++c) {
-      clients.emplace_back(
-          [&, c, port = server->port()] { got[c] = Exchange(port, streams[c], 500 + c); });
+      clients.emplace_back([&, c, port = server->port()] {
+        got[c] = NormalizeCas(Exchange(port, streams[c], 500 + c));
+      });
     }
     for (std::thread& t : clients) t.join();
     for (int c = 0; c < kConnections; ++c) {
