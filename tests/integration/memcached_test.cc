@@ -3,7 +3,7 @@
 // clients doing mixed operations with every value read back checked, the -v/-vv log
 // lines on stderr, -o affinity (pinned threads serve and report their CPUs), and a
 // differential tests: random pipelined ASCII and binary streams answered byte for
-// byte as /usr/bin/memcached answers them (binary: CAS fields aside), with one shard
+// byte as /usr/bin/memcached answers them (CAS values compared by identity), with one shard
 // and with four in both layouts.
 // Servers listen on 127.0.0.1 on ports the kernel picks and are stopped by their own
 // pid.
@@ -820,8 +820,8 @@ TEST(DifferentialTest, ConcurrentConnectionsEachAnswerAsMemcachedDoes) {
 // The binary protocol's counterpart: random pipelined packets (storage commands and
 // their quiet forms, get/getk/getq/getkq, delete, incr/decr, append/prepend, touch,
 // gat, flush, noop), ending with a noop whose opaque marks the end. Requests carry no
-// CAS or one that never matches; responses are compared with their CAS field zeroed
-// (CAS values are numbered per shard here).
+// CAS or one that never matches; the responses' CAS values are compared by identity
+// (WithCasIds), as they are numbered per shard here.
 constexpr uint32_t kLastOpaque = 0xfeedface;
 
 std::vector<std::string> RandomBinaryWorkload(uint32_t seed, int commands) {
@@ -911,10 +911,17 @@ bool EndsWithLastNoop(const std::string& got) {
   return static_cast<uint8_t>(last[1]) == 0x0a && opaque == kLastOpaque;
 }
 
-// The responses with every CAS field zeroed, one packet per line in hex for messages.
-std::vector<std::string> WithoutCas(const std::string& got) {
+// The response packets with each non-zero CAS field replaced by the order of its first
+// appearance (1, 2, ...), as NormalizeCas does for ASCII answers.
+std::vector<std::string> WithCasIds(const std::string& got) {
   std::vector<std::string> packets = BinaryResponses(got).value_or(std::vector<std::string>{});
-  for (std::string& p : packets) p.replace(16, 8, std::string(8, '\0'));
+  std::map<std::string, uint64_t> ids;
+  for (std::string& p : packets) {
+    const std::string cas = p.substr(16, 8);
+    if (cas == std::string(8, '\0')) continue;
+    const uint64_t id = ids.try_emplace(cas, ids.size() + 1).first->second;
+    for (int i = 0; i < 8; ++i) p[16 + i] = static_cast<char>(id >> (56 - 8 * i));
+  }
   return packets;
 }
 
@@ -938,11 +945,11 @@ TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
     const std::string reference =
         OneByOne(memcached.port(), packets, last_noop, last_noop_answer) + last_noop_answer;
     ASSERT_FALSE(absl::StrContains(reference, "<no answer>")) << "memcached did not answer";
-    const std::vector<std::string> want = WithoutCas(reference);
+    const std::vector<std::string> want = WithCasIds(reference);
     ASSERT_GT(want.size(), 1000u) << "memcached did not answer the whole stream";
     for (const auto& [name, server] : ours) {
       const std::vector<std::string> got =
-          WithoutCas(Exchange(server->port(), stream, seed + 100, 700, EndsWithLastNoop));
+          WithCasIds(Exchange(server->port(), stream, seed + 100, 700, EndsWithLastNoop));
       size_t i = 0;
       while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
       if (i < want.size() || i < got.size()) {
@@ -953,7 +960,7 @@ TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
       }
     }
     for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
-      EXPECT_EQ(WithoutCas(Exchange(server->port(), flush, 0, 700, EndsWithLastNoop)).size(), 2u);
+      EXPECT_EQ(WithCasIds(Exchange(server->port(), flush, 0, 700, EndsWithLastNoop)).size(), 2u);
     }
   }
 }
