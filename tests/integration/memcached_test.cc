@@ -1,9 +1,9 @@
 // The memcached-compatible server as a real process: memccapable's ASCII and binary
 // suites with 1 and 4 shards in both store layouts (shared, partitioned), 200 concurrent
 // clients doing mixed operations with every value read back checked, the -v/-vv log
-// lines on stderr, -o affinity (pinned threads serve and report their CPUs), and a
-// differential tests: random pipelined ASCII and binary streams answered byte for
-// byte as /usr/bin/memcached answers them (CAS values compared by identity), with one shard
+// lines on stderr, -o affinity (pinned threads serve and report their CPUs), and
+// differential tests: random pipelined ASCII and binary streams answered byte for byte
+// as /usr/bin/memcached answers them (CAS values compared by identity), with one shard
 // and with four in both layouts.
 // Servers listen on 127.0.0.1 on ports the kernel picks and are stopped by their own
 // pid.
