@@ -753,28 +753,43 @@ TEST(PartitionedTest, FlushAllIsOrderedWithTheRequestsAfterIt) {
             absl::StrCat(values, "END\r\nMN\r\n"));
 }
 
-TEST(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
-  if (access("/usr/bin/memcached", X_OK) != 0) GTEST_SKIP() << "/usr/bin/memcached not installed";
-  ServerProcess memcached(1, {"-l", "127.0.0.1", "-U", "0", "-u", "root", "-o", kQuietMemcached},
-                          "", "/usr/bin/memcached");
-  ServerProcess one(1, {"-o", "affinity=off"});
-  ServerProcess shared(4, {"-o", "store=shared", "-o", "affinity=off"});
-  ServerProcess partitioned(4, {"-o", "store=partitioned", "-o", "affinity=off"});
-  const std::pair<const char*, const ServerProcess*> ours[] = {
-      {"-t 1", &one}, {"-t 4 shared", &shared}, {"-t 4 partitioned", &partitioned}};
+// The servers the differential tests compare: memcached (its LRU threads off, see
+// kQuietMemcached) and this server with one shard and with four in both layouts.
+class DifferentialTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access("/usr/bin/memcached", X_OK) != 0) {
+      GTEST_SKIP() << "/usr/bin/memcached not installed";
+    }
+    memcached_.emplace(
+        1,
+        std::vector<std::string>{"-l", "127.0.0.1", "-U", "0", "-u", "root", "-o", kQuietMemcached},
+        "", "/usr/bin/memcached");
+    one_.emplace(1, std::vector<std::string>{"-o", "affinity=off"});
+    shared_.emplace(4, std::vector<std::string>{"-o", "store=shared", "-o", "affinity=off"});
+    partitioned_.emplace(4,
+                         std::vector<std::string>{"-o", "store=partitioned", "-o", "affinity=off"});
+    ours_ = {{"-t 1", &*one_}, {"-t 4 shared", &*shared_}, {"-t 4 partitioned", &*partitioned_}};
+  }
+
+  std::optional<ServerProcess> memcached_, one_, shared_, partitioned_;
+  std::vector<std::pair<const char*, const ServerProcess*>> ours_;
+};
+
+TEST_F(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
   for (uint32_t seed = 1; seed <= 6; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     const std::vector<std::string> commands = RandomWorkload(seed, 3000);
     const std::string stream = absl::StrJoin(commands, "") + "mn\r\n";
     const std::string want =
-        NormalizeCas(OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n");
+        NormalizeCas(OneByOne(memcached_->port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n");
     ASSERT_FALSE(absl::StrContains(want, "<no answer>")) << "memcached did not answer";
-    for (const auto& [name, server] : ours) {
+    for (const auto& [name, server] : ours_) {
       const std::string got = NormalizeCas(Exchange(server->port(), stream, seed + 100));
       if (got != want) ADD_FAILURE() << name << ": " << FirstDifference(want, got);
     }
     // A fresh start for the next seed everywhere.
-    for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
+    for (const ServerProcess* server : {&*memcached_, &*one_, &*shared_, &*partitioned_}) {
       EXPECT_EQ(Exchange(server->port(), "flush_all\r\nmn\r\n", 0), "OK\r\nMN\r\n");
     }
   }
@@ -784,12 +799,7 @@ TEST(DifferentialTest, PipelinedStreamsAnswerAsMemcachedDoes) {
 // answers are determined by its own stream) and no flush_all: each must get exactly
 // what memcached answers to the same stream. In the layouts with four shards the
 // connections land on different shards and their requests cross between them.
-TEST(DifferentialTest, ConcurrentConnectionsEachAnswerAsMemcachedDoes) {
-  if (access("/usr/bin/memcached", X_OK) != 0) GTEST_SKIP() << "/usr/bin/memcached not installed";
-  ServerProcess memcached(1, {"-l", "127.0.0.1", "-U", "0", "-u", "root", "-o", kQuietMemcached},
-                          "", "/usr/bin/memcached");
-  ServerProcess shared(4, {"-o", "store=shared", "-o", "affinity=off"});
-  ServerProcess partitioned(4, {"-o", "store=partitioned", "-o", "affinity=off"});
+TEST_F(DifferentialTest, ConcurrentConnectionsEachAnswerAsMemcachedDoes) {
   constexpr int kConnections = 12;
   std::vector<std::string> streams, want;
   for (int c = 0; c < kConnections; ++c) {
@@ -797,10 +807,10 @@ TEST(DifferentialTest, ConcurrentConnectionsEachAnswerAsMemcachedDoes) {
         RandomWorkload(1000 + c, 1500, absl::StrCat("c", c, "k"), false);
     streams.push_back(absl::StrJoin(commands, "") + "mn\r\n");
     want.push_back(
-        NormalizeCas(OneByOne(memcached.port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n"));
+        NormalizeCas(OneByOne(memcached_->port(), commands, "mn\r\n", "MN\r\n") + "MN\r\n"));
     ASSERT_FALSE(absl::StrContains(want[c], "<no answer>")) << "memcached, stream " << c;
   }
-  for (const auto& [name, server] : {std::pair{"shared", &shared}, {"partitioned", &partitioned}}) {
+  for (const auto& [name, server] : ours_) {
     std::vector<std::string> got(kConnections);
     std::vector<std::thread> clients;
     for (int c = 0; c < kConnections; ++c) {
@@ -925,15 +935,7 @@ std::vector<std::string> WithCasIds(const std::string& got) {
   return packets;
 }
 
-TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
-  if (access("/usr/bin/memcached", X_OK) != 0) GTEST_SKIP() << "/usr/bin/memcached not installed";
-  ServerProcess memcached(1, {"-l", "127.0.0.1", "-U", "0", "-u", "root", "-o", kQuietMemcached},
-                          "", "/usr/bin/memcached");
-  ServerProcess one(1, {"-o", "affinity=off"});
-  ServerProcess shared(4, {"-o", "store=shared", "-o", "affinity=off"});
-  ServerProcess partitioned(4, {"-o", "store=partitioned", "-o", "affinity=off"});
-  const std::pair<const char*, const ServerProcess*> ours[] = {
-      {"-t 1", &one}, {"-t 4 shared", &shared}, {"-t 4 partitioned", &partitioned}};
+TEST_F(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
   const std::string last_noop = BinaryPacket(0x0a, "", "", "", kLastOpaque);
   std::string last_noop_answer = last_noop;  // a header only, as the request
   last_noop_answer[0] = static_cast<char>(0x81);
@@ -943,11 +945,11 @@ TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
     const std::vector<std::string> packets = RandomBinaryWorkload(seed, 3000);
     const std::string stream = absl::StrJoin(packets, "") + last_noop;
     const std::string reference =
-        OneByOne(memcached.port(), packets, last_noop, last_noop_answer) + last_noop_answer;
+        OneByOne(memcached_->port(), packets, last_noop, last_noop_answer) + last_noop_answer;
     ASSERT_FALSE(absl::StrContains(reference, "<no answer>")) << "memcached did not answer";
     const std::vector<std::string> want = WithCasIds(reference);
     ASSERT_GT(want.size(), 1000u) << "memcached did not answer the whole stream";
-    for (const auto& [name, server] : ours) {
+    for (const auto& [name, server] : ours_) {
       const std::vector<std::string> got =
           WithCasIds(Exchange(server->port(), stream, seed + 100, 700, EndsWithLastNoop));
       size_t i = 0;
@@ -959,7 +961,7 @@ TEST(DifferentialTest, PipelinedBinaryStreamsAnswerAsMemcachedDoes) {
                       << absl::BytesToHexString(i < got.size() ? got[i] : "") << "\"";
       }
     }
-    for (const ServerProcess* server : {&memcached, &one, &shared, &partitioned}) {
+    for (const ServerProcess* server : {&*memcached_, &*one_, &*shared_, &*partitioned_}) {
       EXPECT_EQ(WithCasIds(Exchange(server->port(), flush, 0, 700, EndsWithLastNoop)).size(), 2u);
     }
   }
