@@ -14,7 +14,11 @@
 // visible to shard i when the sender's loop iteration ends, or earlier once a
 // kilobyte of messages has gathered (publication and the wake-up check are batched,
 // not per message); from any other thread it goes through the shard's multi-producer
-// ring at once. Messages from one sender to one shard run in the order sent.
+// ring at once. Messages from one sender to one shard run in the order sent. A shard
+// may send to itself; the message still goes through its ring and runs later, never
+// inline: after the current callback and everything else the shard runs directly in
+// the meantime. Work that must stay in order with what the caller does next on its
+// own shard runs directly, not as a message to itself.
 //
 // Shutdown: Shutdown() stops taking messages from threads that are not shards, lets
 // the shards run until no message is in flight anywhere (messages that shards send
