@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <utility>
-
 #include <latch>
 #include <mutex>
+#include <utility>
 
 #include "runtime/internal/errno_status.h"
 
@@ -38,22 +38,38 @@ absl::Status ShardedListener::RunOnEveryShard(std::function<absl::Status(Shard&)
   std::latch done(n);
   std::mutex mu;
   absl::Status first;
+  std::atomic<int> ran{0};
+  // Counts the latch down when its closure is destroyed, run or not: a runtime that
+  // starts shutting down meanwhile may destroy an accepted message without running it,
+  // and this call must not wait for it forever.
+  struct CountDown {
+    explicit CountDown(std::latch* l) : latch(l) {}
+    CountDown(CountDown&& other) noexcept : latch(std::exchange(other.latch, nullptr)) {}
+    CountDown& operator=(CountDown&&) = delete;
+    ~CountDown() {
+      if (latch != nullptr) latch->count_down();
+    }
+    std::latch* latch;
+  };
   for (int i = 0; i < n; ++i) {
-    absl::Status s = runtime_.SubmitTo(i, [&] {
+    absl::Status s = runtime_.SubmitTo(i, [&, guard = CountDown(&done)]() mutable {
+      const CountDown last = std::move(guard);  // counts down as this body returns
       absl::Status r = fn(*Shard::Current());
       if (!r.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first.ok()) first = r;
       }
-      done.count_down();
+      ran.fetch_add(1, std::memory_order_relaxed);
     });
     if (!s.ok()) {
-      done.count_down();
       std::lock_guard<std::mutex> lock(mu);
       if (first.ok()) first = s;
     }
   }
   done.wait();
+  if (first.ok() && ran.load(std::memory_order_relaxed) != n) {
+    return absl::CancelledError("the runtime stopped before every shard ran its part");
+  }
   return first;
 }
 

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -346,6 +348,36 @@ TEST(ShardedListenerShutdownTest, RuntimeShutdownTearsListenersDownFirst) {
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// A Start or Stop racing a Shutdown returns (with or without an error) instead of
+// waiting forever for a shard that dropped its part unrun.
+TEST(ShardedListenerShutdownTest, StartAndStopRacingAShutdownReturn) {
+  for (int round = 0; round < 60; ++round) {
+    auto rt = Runtime::Create({.shards = 2}).value();
+    std::thread stopper([&rt, round] {
+      std::this_thread::sleep_for(std::chrono::microseconds(round * 7 % 200));
+      rt->Shutdown();
+    });
+    std::atomic<bool> returned{false};
+    std::thread starter([&rt, &returned] {
+      auto sl = ShardedListener::Start(*rt, SocketAddress::Loopback4(0),
+                                       [](Shard&, int fd, const SocketAddress&) { close(fd); });
+      if (sl.ok()) (*sl)->Stop();
+      returned.store(true);
+    });
+    for (int waited = 0; waited < 1000 && !returned.load(); ++waited) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    if (!returned.load()) {
+      ADD_FAILURE() << "ShardedListener::Start/Stop did not return within 10 s (round " << round
+                    << ")";
+      std::abort();  // the blocked thread cannot be joined
+    }
+    starter.join();
+    stopper.join();
+    ASSERT_TRUE(rt->Wait().ok());
+  }
 }
 
 }  // namespace
