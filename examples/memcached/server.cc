@@ -782,6 +782,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
     }
   }
 
+  // SIGINT/SIGTERM: stop gracefully (watched on shard 0, torn down there). Armed before
+  // the listener exists: from the first connection on, a SIGTERM is a graceful stop,
+  // never the default action.
+  std::latch armed(1);
+  absl::Status signal_status;
+  absl::Status s = server->runtime_->SubmitTo(0, [raw, &armed, &signal_status] {
+    Shard& shard = *Shard::Current();
+    auto stop = [raw](int, int) { raw->runtime_->Shutdown(); };
+    auto* term = new SignalWatcher(shard.loop(), SIGTERM, stop);
+    auto* intr = new SignalWatcher(shard.loop(), SIGINT, stop);
+    signal_status = term->Start();
+    if (signal_status.ok()) signal_status = intr->Start();
+    shard.OnStop([term, intr] {
+      delete term;
+      delete intr;
+    });
+    armed.count_down();
+  });
+  if (!s.ok()) return s;
+  armed.wait();
+  if (!signal_status.ok()) return signal_status;
+
   absl::StatusOr<SocketAddress> address =
       config.unix_socket.empty() ? SocketAddress::ParseHost(config.listen, config.port)
                                  : SocketAddress::Unix(config.unix_socket);
@@ -819,26 +841,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
       server->listener_->ConnectionClosed(i);
     }
   }
-
-  // SIGINT/SIGTERM: stop gracefully (watched on shard 0, torn down there).
-  std::latch armed(1);
-  absl::Status signal_status;
-  absl::Status s = server->runtime_->SubmitTo(0, [raw, &armed, &signal_status] {
-    Shard& shard = *Shard::Current();
-    auto stop = [raw](int, int) { raw->runtime_->Shutdown(); };
-    auto* term = new SignalWatcher(shard.loop(), SIGTERM, stop);
-    auto* intr = new SignalWatcher(shard.loop(), SIGINT, stop);
-    signal_status = term->Start();
-    if (signal_status.ok()) signal_status = intr->Start();
-    shard.OnStop([term, intr] {
-      delete term;
-      delete intr;
-    });
-    armed.count_down();
-  });
-  if (!s.ok()) return s;
-  armed.wait();
-  if (!signal_status.ok()) return signal_status;
   return server;
 }
 
