@@ -19,7 +19,9 @@
 //
 // Start() and Stop() block until every shard has set up / torn down its part, so call
 // them off-shard. Shutting the runtime down also tears the listeners down (on their
-// shards); after that, Stop() and the destructor do nothing. Connections in flight
+// shards); after that, Stop() and the destructor do nothing. Racing a Shutdown, they
+// still return: Start() with FailedPrecondition (the runtime no longer takes messages)
+// or Cancelled (a shard stopped before it ran its part). Connections in flight
 // carry their own copy of the callback, so destroying the ShardedListener does not
 // strand them.
 //
