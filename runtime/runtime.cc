@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/internal/clock.h"
 #include "runtime/internal/errno_status.h"
+#include "runtime/internal/rebalance.h"
 #include "runtime/timer.h"
 
 namespace evactor {
@@ -122,9 +123,56 @@ bool Shard::CheckShutdown() {
   return true;
 }
 
+// The start of the current placement window (RuntimeOptions::rebalance_interval).
+struct Shard::PlacementSample {
+  std::vector<internal::CpuTimes> cpus;
+  internal::ThreadTimes thread;
+  int64_t at_ns = 0;
+  bool valid = false;
+};
+
+void Shard::StartRebalancing(absl::Duration interval) {
+  placement_ = std::make_unique<PlacementSample>();
+  rebalance_timer_ = std::make_unique<Timer>(*loop_, [this](uint32_t) { CheckPlacement(); });
+  rebalance_timer_->StartPeriodic(interval);
+  CheckPlacement();  // the first window starts now
+}
+
+void Shard::CheckPlacement() {
+  std::optional<std::string> stat = internal::ReadSmallFile("/proc/stat");
+  std::optional<std::string> sched = internal::ReadSmallFile("/proc/thread-self/schedstat");
+  std::optional<internal::ThreadTimes> times =
+      sched.has_value() ? internal::ParseSchedstat(*sched) : std::nullopt;
+  if (!stat.has_value() || !times.has_value()) {
+    rebalance_timer_->Stop();  // no such accounting here (no procfs, no schedstats)
+    return;
+  }
+  PlacementSample now{internal::ParseProcStat(*stat), *times, internal::MonotonicNanos(), true};
+  PlacementSample& last = *placement_;
+  const int cpu = this->cpu();
+  if (last.valid && cpu >= 0 && now.at_ns > last.at_ns) {
+    const double wall = static_cast<double>(now.at_ns - last.at_ns);
+    internal::RebalanceWindow window;
+    window.run = static_cast<double>(now.thread.run_ns - last.thread.run_ns) / wall;
+    window.wait = static_cast<double>(now.thread.wait_ns - last.thread.wait_ns) / wall;
+    window.own_cpu = cpu;
+    window.busy = internal::BusyShares(last.cpus, now.cpus);
+    for (int c : runtime_->spare_cpus_) {
+      if (runtime_->ShardOnCpu(c) < 0) window.candidates.push_back(c);
+    }
+    const int target = internal::ChooseCpu(window);
+    if (target >= 0 && runtime_->MoveShard(*this, target)) {
+      last.valid = false;  // the next window starts after the move has settled
+      return;
+    }
+  }
+  last = std::move(now);
+}
+
 void Shard::Finish() {
   finishing_ = true;
   shutdown_timer_.reset();
+  rebalance_timer_.reset();
   mailbox_->Close();
   // What was published before the close runs; sends after it fail at the sender.
   mailbox_->DrainAll();
@@ -187,8 +235,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
   if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
   if (n <= 0) n = 1;
   if (n > 1024) return absl::InvalidArgumentError("at most 1024 shards");
-  absl::StatusOr<std::vector<int>> cpus = PinningPlan(options, n);
-  if (!cpus.ok()) return cpus.status();
+  absl::StatusOr<PinningPlanResult> plan = PinningPlan(options, n);
+  if (!plan.ok()) return plan.status();
   std::unique_ptr<Runtime> rt(new Runtime());
   rt->options_ = options;
   for (int i = 0; i < n; ++i) rt->shards_.push_back(std::unique_ptr<Shard>(new Shard(rt.get(), i)));
@@ -199,7 +247,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
     rt->shards_[i]->thread_ = std::thread(&Shard::ThreadMain, rt->shards_[i].get(),
                                           &rt->started_, &rt->start_errors_[i]);
   }
-  absl::Status pinned = rt->Pin(*cpus);
+  absl::Status pinned = rt->Pin(*plan);
   while (rt->started_.load() < n) std::this_thread::yield();
   if (!pinned.ok()) {
     rt->Shutdown();
@@ -214,12 +262,17 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
       return error;
     }
   }
+  if (rt->pinned() && !rt->spare_cpus_.empty() && options.rebalance_interval > absl::ZeroDuration()) {
+    const absl::Duration interval = options.rebalance_interval;
+    rt->ForEachShard([interval](Shard& shard) { shard.StartRebalancing(interval); })
+        .IgnoreError();  // only fails once shutting down
+  }
   return rt;
 }
 
-absl::StatusOr<std::vector<int>> Runtime::PinningPlan(const RuntimeOptions& options,
-                                                      int shards) {
-  if (options.affinity == RuntimeOptions::Affinity::kNone) return std::vector<int>();
+absl::StatusOr<Runtime::PinningPlanResult> Runtime::PinningPlan(const RuntimeOptions& options,
+                                                                int shards) {
+  if (options.affinity == RuntimeOptions::Affinity::kNone) return PinningPlanResult();
   const bool must = options.affinity == RuntimeOptions::Affinity::kPin;
   std::vector<int> cpus = options.cpus;
   if (cpus.empty()) {
@@ -227,7 +280,7 @@ absl::StatusOr<std::vector<int>> Runtime::PinningPlan(const RuntimeOptions& opti
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
       if (must) return internal::ErrnoToStatus(errno, "sched_getaffinity");
-      return std::vector<int>();
+      return PinningPlanResult();
     }
     for (int c = 0; c < CPU_SETSIZE; ++c) {
       if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
@@ -246,13 +299,17 @@ absl::StatusOr<std::vector<int>> Runtime::PinningPlan(const RuntimeOptions& opti
       return absl::InvalidArgumentError(absl::StrCat(
           shards, " shards cannot be pinned to ", cpus.size(), " CPUs (one CPU per shard)"));
     }
-    return std::vector<int>();
+    return PinningPlanResult();
   }
+  PinningPlanResult plan;
+  if (!must) plan.spare.assign(cpus.begin() + shards, cpus.end());
   cpus.resize(shards);
-  return cpus;
+  plan.cpus = std::move(cpus);
+  return plan;
 }
 
-absl::Status Runtime::Pin(const std::vector<int>& cpus) {
+absl::Status Runtime::Pin(const PinningPlanResult& plan) {
+  const std::vector<int>& cpus = plan.cpus;
   if (cpus.empty()) return absl::OkStatus();
   for (size_t i = 0; i < cpus.size(); ++i) {
     cpu_set_t one;
@@ -273,12 +330,37 @@ absl::Status Runtime::Pin(const std::vector<int>& cpus) {
     }
     return absl::OkStatus();
   }
-  shard_on_cpu_.assign(*std::max_element(cpus.begin(), cpus.end()) + 1, -1);
+  int top = *std::max_element(cpus.begin(), cpus.end());
+  for (int c : plan.spare) top = std::max(top, c);
+  cpu_slots_ = static_cast<size_t>(top) + 1;
+  shard_on_cpu_ = std::make_unique<std::atomic<int>[]>(cpu_slots_);
+  for (size_t c = 0; c < cpu_slots_; ++c) shard_on_cpu_[c].store(-1, std::memory_order_relaxed);
   for (size_t i = 0; i < cpus.size(); ++i) {
-    shards_[i]->cpu_ = cpus[i];
-    shard_on_cpu_[cpus[i]] = static_cast<int>(i);
+    shards_[i]->cpu_.store(cpus[i], std::memory_order_relaxed);
+    shard_on_cpu_[cpus[i]].store(static_cast<int>(i), std::memory_order_relaxed);
   }
+  spare_cpus_ = plan.spare;
   return absl::OkStatus();
+}
+
+bool Runtime::MoveShard(Shard& shard, int cpu) {
+  const int from = shard.cpu();
+  if (cpu < 0 || static_cast<size_t>(cpu) >= cpu_slots_ || cpu == from) return false;
+  int none = -1;
+  if (!shard_on_cpu_[cpu].compare_exchange_strong(none, shard.id_, std::memory_order_relaxed)) {
+    return false;  // another shard moved there first
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) {
+    shard_on_cpu_[cpu].store(-1, std::memory_order_relaxed);  // e.g. taken from our set
+    return false;
+  }
+  shard.cpu_.store(cpu, std::memory_order_relaxed);
+  if (from >= 0) shard_on_cpu_[from].store(-1, std::memory_order_relaxed);
+  shard.moves_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 Runtime::~Runtime() {

@@ -84,18 +84,31 @@ struct RuntimeOptions {
   // their wake-ups and socket buffers on that CPU too.
   //  kNone: the kernel places the threads (the default).
   //  kAuto: pin when there are at least as many CPUs to pin to as shards; with fewer,
-  //         or when the kernel refuses, the threads are left unpinned.
+  //         or when the kernel refuses, the threads are left unpinned. A shard
+  //         pinned this way moves to a spare CPU when its own is crowded
+  //         (rebalance_interval below).
   //  kPin:  pin, or Create() fails: InvalidArgument with fewer CPUs than shards, a
   //         duplicate or negative CPU; the kernel's error when it refuses.
   // Pinned shards run only on their CPU even if another CPU idles: pin when the
   // shards have the CPUs to themselves (or share them evenly), not when the machine
-  // is shared with unpinned work that the kernel could balance better.
+  // is shared with unpinned work that the kernel could balance better. kAuto with
+  // more CPUs than shards does the balancing for the shards itself (see below).
   enum class Affinity : uint8_t { kNone, kAuto, kPin };
   Affinity affinity = Affinity::kNone;
   // Where to pin: shard i to cpus[i]. Empty: the CPUs this process may run on
   // (the affinity of the thread calling Create(), which is the process's unless that
   // thread was pinned itself), in ascending order.
   std::vector<int> cpus;
+  // kAuto with CPUs to spare (more CPUs to pin to than shards): every interval each
+  // shard compares its last window, from the kernel's accounting, with the spare
+  // CPUs (those no shard is pinned to). When it spent at least 10% of the window
+  // waiting for its CPU while other threads ran there, and a spare CPU was less busy
+  // than those threads by at least 15 points, it moves to the least busy spare CPU
+  // (Shard::cpu() and Runtime::ShardOnCpu() follow; Shard::moves() counts). The case
+  // this is for: a busy client on the same machine that the shard's wake-ups keep on
+  // the shard's CPU while another CPU idles (runtime/internal/rebalance.h).
+  // Zero: never move. kPin shards never move.
+  absl::Duration rebalance_interval = absl::Seconds(1);
 };
 
 class Shard {
@@ -103,8 +116,10 @@ class Shard {
   ~Shard();
   int id() const { return id_; }
   // The CPU this shard's thread is pinned to, or -1 (RuntimeOptions::affinity).
-  // Any thread.
-  int cpu() const { return cpu_; }
+  // Any thread. Under kAuto it may change (RuntimeOptions::rebalance_interval).
+  int cpu() const { return cpu_.load(std::memory_order_relaxed); }
+  // How often this shard has moved to another CPU. Any thread.
+  uint64_t moves() const { return moves_.load(std::memory_order_relaxed); }
   Runtime& runtime() const { return *runtime_; }
   // REQUIRES: called on this shard's thread.
   Loop& loop() const { return *loop_; }
@@ -157,11 +172,15 @@ class Shard {
   void FlushBacklog();
   bool CheckShutdown();  // true: the loop must not block this time
   void Finish();
+  // RuntimeOptions::rebalance_interval: starts the periodic check (shard thread).
+  void StartRebalancing(absl::Duration interval);
+  void CheckPlacement();
 
   static inline thread_local Shard* current_ = nullptr;
   Runtime* runtime_;
   int id_;
-  int cpu_ = -1;  // set by Runtime::Create before it returns
+  std::atomic<int> cpu_{-1};  // set by Runtime::Create before it returns
+  std::atomic<uint64_t> moves_{0};
   std::thread thread_;
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Mailbox> mailbox_;
@@ -172,6 +191,9 @@ class Shard {
   std::vector<char> sent_flag_;    // sent_flag_[i]: i is in sent_to_
   std::vector<absl::AnyInvocable<void()>> on_stop_;
   std::unique_ptr<Timer> shutdown_timer_;
+  std::unique_ptr<Timer> rebalance_timer_;
+  struct PlacementSample;
+  std::unique_ptr<PlacementSample> placement_;  // the last window's start
   bool finishing_ = false;
   std::vector<std::unique_ptr<internal::ActorCellBase>> cells_;
   std::atomic<uint64_t> dead_letters_{0};
@@ -192,12 +214,15 @@ class Runtime {
   int size() const { return static_cast<int>(shards_.size()); }
   Shard& shard(int i) { return *shards_[i]; }
   // The shard pinned to `cpu`, or -1 (none is, or shards are not pinned). Any thread.
+  // While a shard moves (RuntimeOptions::rebalance_interval), both its CPUs may name
+  // it for a moment.
   int ShardOnCpu(int cpu) const {
-    return cpu >= 0 && static_cast<size_t>(cpu) < shard_on_cpu_.size() ? shard_on_cpu_[cpu]
-                                                                        : -1;
+    return cpu >= 0 && static_cast<size_t>(cpu) < cpu_slots_
+               ? shard_on_cpu_[cpu].load(std::memory_order_relaxed)
+               : -1;
   }
   // Whether the shards are pinned to CPUs (RuntimeOptions::affinity).
-  bool pinned() const { return !shard_on_cpu_.empty(); }
+  bool pinned() const { return cpu_slots_ != 0; }
 
   // Runs `fn` (any callable `void()`, moved) on shard `target`. From a shard the
   // closure is moved straight into the pair's ring (no allocation up to
@@ -273,12 +298,19 @@ class Runtime {
   enum Phase : int { kRunning, kDraining, kClosing };
   Runtime() = default;
   [[gnu::cold, gnu::noinline]] absl::Status BadShard(int target) const;
-  // The CPU of each shard (RuntimeOptions::affinity), or empty: do not pin.
-  static absl::StatusOr<std::vector<int>> PinningPlan(const RuntimeOptions& options,
-                                                      int shards);
-  // Pins the started shard threads to `cpus` and records the mapping (kAuto: on
+  // The CPU of each shard (RuntimeOptions::affinity), or empty: do not pin; and the
+  // CPUs left over, which kAuto shards may move to.
+  struct PinningPlanResult {
+    std::vector<int> cpus;
+    std::vector<int> spare;
+  };
+  static absl::StatusOr<PinningPlanResult> PinningPlan(const RuntimeOptions& options,
+                                                       int shards);
+  // Pins the started shard threads to `plan.cpus` and records the mapping (kAuto: on
   // failure leaves them unpinned and returns OK).
-  absl::Status Pin(const std::vector<int>& cpus);
+  absl::Status Pin(const PinningPlanResult& plan);
+  // Moves `shard` (calling, on its thread) to `cpu` if no other shard took it.
+  bool MoveShard(Shard& shard, int cpu);
   [[gnu::cold, gnu::noinline]] static absl::Status ShuttingDown();
   static absl::Status AddToBacklog(Shard& here, int target, Message fn);
   // Shard 0, while draining: true when no message was in flight in two consecutive
@@ -286,7 +318,10 @@ class Runtime {
   bool Quiescent();
 
   std::vector<std::unique_ptr<Shard>> shards_;
-  std::vector<int> shard_on_cpu_;  // by CPU number; empty when not pinned
+  // By CPU number, cpu_slots_ of them; none when not pinned.
+  std::unique_ptr<std::atomic<int>[]> shard_on_cpu_;
+  size_t cpu_slots_ = 0;
+  std::vector<int> spare_cpus_;  // kAuto: CPUs a shard may move to
   RuntimeOptions options_;
   std::atomic<int> started_{0};             // shards up (or failed)
   std::vector<absl::Status> start_errors_;  // written by each shard before `started_`

@@ -3,7 +3,7 @@
 //   server [-p port] [-l addr] [-s unix_socket] [-t threads] [-m MiB] [-c conns]
 //          [-I item_size] [-R (SO_REUSEPORT per shard)] [-v|-vv] [-h]
 //          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S,
-//              affinity=auto|on|off]
+//              affinity=auto|on|off,rebalance_ms=N]
 //
 // Defaults as memcached's: 127.0.0.1:11211, 4 threads, 64 MiB, 1024 connections,
 // 1 MiB items. SIGINT/SIGTERM stop it gracefully.
@@ -51,6 +51,10 @@ void Usage(FILE* to) {
           "                                CPUs as threads; on: or fail to start. Give\n"
           "                                several servers on one machine their own CPUs\n"
           "                                (taskset -c) or turn this off\n"
+          "             rebalance_ms=<num>  auto with more CPUs than threads: every this\n"
+          "                                many ms a thread whose CPU other work crowds\n"
+          "                                moves to a less busy spare CPU (default 1000;\n"
+          "                                0: never)\n"
           "  -h         this help\n");
 }
 
@@ -71,7 +75,8 @@ bool ParseNumber(const char* text, uint64_t min, uint64_t max, uint64_t* out) {
   return absl::SimpleAtoi(std::string(text), out) && *out >= min && *out <= max;
 }
 
-// -o store=shared|partitioned,stripes=N,lru_bump_interval=S,affinity=auto|on|off
+// -o store=shared|partitioned,stripes=N,lru_bump_interval=S,affinity=auto|on|off,
+//    rebalance_ms=N
 bool ParseExtended(const char* text, evactor::memcached::Config* config) {
   for (absl::string_view option : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     const size_t eq = option.find('=');
@@ -92,6 +97,8 @@ bool ParseExtended(const char* text, evactor::memcached::Config* config) {
       config->affinity = evactor::RuntimeOptions::Affinity::kPin;
     } else if (name == "affinity" && value == "off") {
       config->affinity = evactor::RuntimeOptions::Affinity::kNone;
+    } else if (name == "rebalance_ms" && ParseNumber(value.c_str(), 0, 3600 * 1000, &n)) {
+      config->rebalance_interval = absl::Milliseconds(static_cast<int64_t>(n));
     } else {
       fprintf(stderr, "bad -o option: %s\n", std::string(option).c_str());
       return false;

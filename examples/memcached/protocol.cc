@@ -1296,6 +1296,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "curr_connections", server.curr_connections);
       AppendStat(out, "total_connections", server.total_connections);
       AppendStat(out, "moved_connections", server.moved_connections);
+      AppendStat(out, "moved_shards", server.moved_shards);
       AppendStat(out, "cmd_get", store.cmd_get);
       AppendStat(out, "cmd_set", store.cmd_set);
       AppendStat(out, "cmd_flush", store.cmd_flush);

@@ -311,6 +311,7 @@ struct ServerStats {
   uint64_t curr_connections = 0;
   uint64_t total_connections = 0;
   uint64_t moved_connections = 0;  // evactor: handed to the shard on their CPU later
+  uint64_t moved_shards = 0;       // evactor: shards moved to a less busy CPU
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t threads = 0;

@@ -723,6 +723,7 @@ ServerStats Server::Stats() const {
   s.total_connections = total_connections.load(std::memory_order_relaxed);
   const ShardedListener* l = listener();
   s.moved_connections = l != nullptr ? l->moved() : 0;
+  for (int i = 0; i < runtime_->size(); ++i) s.moved_shards += runtime_->shard(i).moves();
   s.bytes_read = bytes_read.load(std::memory_order_relaxed);
   s.bytes_written = bytes_written.load(std::memory_order_relaxed);
   s.threads = static_cast<uint64_t>(runtime_->size());
@@ -750,7 +751,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
   server->early_closes_.reset(new std::atomic<int64_t>[config.threads]);
   for (int i = 0; i < config.threads; ++i) server->early_closes_[i].store(0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt =
-      Runtime::Create({.shards = config.threads, .affinity = config.affinity});
+      Runtime::Create({.shards = config.threads,
+                       .affinity = config.affinity,
+                       .rebalance_interval = config.rebalance_interval});
   if (!rt.ok()) return rt.status();
   server->runtime_ = *std::move(rt);
   Server* raw = server.get();

@@ -22,7 +22,9 @@
 //  - CPUs (Config::affinity): by default each shard is pinned to a CPU when there
 //    are enough, and the dispatcher hands a connection to the shard on the CPU its
 //    packets arrive on (SO_INCOMING_CPU), so that a connection's wake-ups and socket
-//    buffers stay on its shard's CPU (docs/MEMCACHED.md has the measurements).
+//    buffers stay on its shard's CPU (docs/MEMCACHED.md has the measurements). With
+//    CPUs to spare, a shard whose CPU other threads crowd moves to a free one
+//    (Config::rebalance_interval).
 //  - Pipelining: responses are written strictly in request order; a response that
 //    waits for another shard takes a slot, and later ones queue behind it.
 //
@@ -83,6 +85,10 @@ struct Config {
   // CPU (-o affinity=auto|on|off; see RuntimeOptions::affinity). kAuto pins when the
   // process may use at least `threads` CPUs; kPin makes Start() fail otherwise.
   RuntimeOptions::Affinity affinity = RuntimeOptions::Affinity::kAuto;
+  // With kAuto and more CPUs than threads: how often a shard checks whether other
+  // work crowds its CPU while a spare one is free, and moves there (-o rebalance_ms;
+  // RuntimeOptions::rebalance_interval). Zero: never.
+  absl::Duration rebalance_interval = absl::Seconds(1);
 };
 
 // How many stripes a shared store gets for `config` (see Config::stripes).

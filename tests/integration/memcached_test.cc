@@ -499,6 +499,61 @@ TEST(AffinityTest, BinaryConnectionFollowsItsClient) {
   close(fd);
 }
 
+// -t 1 with CPUs to spare: when other threads crowd the shard's CPU (a busy client
+// there, as a one-thread memcaslap ends up, and a spinning thread), the shard moves
+// to a spare CPU, keeps serving, and `stats` show it.
+TEST(AffinityTest, ACrowdedThreadMovesToASpareCpu) {
+  const std::vector<int> cpus = evactor::test::AllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs; this process may use " << cpus.size();
+  ServerProcess server(1, {"-o", "rebalance_ms=100"});
+  const int probe = Connect(server.port());
+  ASSERT_GE(probe, 0);
+  ASSERT_EQ(StatValue(probe, "stats settings", "shard_cpus"), absl::StrCat(cpus[0]));
+  EXPECT_EQ(StatValue(probe, "stats", "moved_shards"), "0");
+  std::atomic<bool> stop{false};
+  std::string failure;
+  int round_trips = 0;
+  std::thread client([&] {
+    if (!evactor::test::PinThisThread(cpus[0])) return void(failure = "cannot pin the client");
+    const int fd = Connect(server.port());
+    if (fd < 0) return void(failure = "cannot connect");
+    if (RoundTrip(fd, "set crowd 0 0 5\r\nhello\r\n", 8) != "STORED\r\n") failure = "set failed";
+    const std::string want = "VALUE crowd 0 5\r\nhello\r\nEND\r\n";
+    while (!stop.load() && failure.empty()) {
+      if (RoundTrip(fd, "get crowd\r\n", want.size()) != want) failure = "a get went wrong";
+      ++round_trips;
+    }
+    close(fd);
+  });
+  std::thread spinner([&] {
+    evactor::test::PinThisThread(cpus[0]);
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  // Normally within a few hundred milliseconds; a generous bound for a loaded machine
+  // (the spare CPU must be the less busy one for a window).
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  std::string moved = "0";
+  while (moved == "0" && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    moved = StatValue(probe, "stats", "moved_shards");
+  }
+  stop = true;
+  client.join();
+  spinner.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_GT(round_trips, 0);
+  EXPECT_EQ(moved, "1");
+  const std::string now = StatValue(probe, "stats settings", "shard_cpus");
+  EXPECT_NE(now, absl::StrCat(cpus[0]));
+  EXPECT_NE(std::find_if(cpus.begin(), cpus.end(),
+                         [&](int c) { return absl::StrCat(c) == now; }),
+            cpus.end())
+      << now;
+  EXPECT_EQ(RoundTrip(probe, "get crowd\r\n", 29), "VALUE crowd 0 5\r\nhello\r\nEND\r\n");
+  close(probe);
+}
+
 TEST(AffinityTest, OffReportsNoCpus) {
   ServerProcess server(1, {"-o", "affinity=off"});
   const int fd = Connect(server.port());
