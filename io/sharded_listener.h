@@ -62,7 +62,10 @@ struct ShardedListenerOptions {
   // handles the connection's first packet (a classic BPF program attached to the
   // group, SO_ATTACH_REUSEPORT_CBPF); there is no slack then (connections from a CPU
   // without a shard are spread by hash, as without steering). cpu_steering() says
-  // whether the program is attached.
+  // whether the program is attached. The program holds the placement at Start(): a
+  // shard that moves later (RuntimeOptions::rebalance_interval) still gets the
+  // connections from its old CPU, and those from its new one are spread by hash.
+  // The dispatcher asks Runtime::ShardOnCpu() per connection and follows moves.
   bool steer_to_incoming_cpu = false;
   int steer_slack = 4;
   ListenerOptions listener;
