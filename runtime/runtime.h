@@ -101,7 +101,7 @@ struct RuntimeOptions {
   std::vector<int> cpus;
   // kAuto with CPUs to spare (more CPUs to pin to than shards): every interval each
   // shard compares its last window, from the kernel's accounting, with the spare
-  // CPUs (those no shard is pinned to). When it spent at least 10% of the window
+  // CPUs (those of `cpus`, or of the allowed set, that no shard is pinned to). When it spent at least 10% of the window
   // waiting for its CPU while other threads ran there, and a spare CPU was less busy
   // than those threads by at least 15 points, it moves to the least busy spare CPU
   // (Shard::cpu() and Runtime::ShardOnCpu() follow; Shard::moves() counts). The case
