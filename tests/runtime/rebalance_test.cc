@@ -3,9 +3,6 @@
 // decision, and real moves of a real shard.
 #include "runtime/internal/rebalance.h"
 
-#include <pthread.h>
-#include <sched.h>
-
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -17,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "runtime/runtime.h"
 #include "tests/runtime/cpus.h"
-#include "tests/runtime/notification.h"
+#include "tests/runtime/where_shard_runs.h"
 
 namespace evactor {
 namespace {
@@ -160,23 +157,6 @@ void KeepBusy(Runtime& rt, std::atomic<bool>* stop, std::atomic<int>* running) {
   }
 }
 
-// On shard 0: the CPU it runs on and the number of CPUs its thread may use.
-std::pair<int, int> WhereShardZeroRuns(Runtime& rt) {
-  std::atomic<int> cpu{-2};
-  std::atomic<int> allowed{-2};
-  test::Notification done;
-  EXPECT_TRUE(rt.SubmitTo(0, [&] {
-                  cpu_set_t set;
-                  CPU_ZERO(&set);
-                  pthread_getaffinity_np(pthread_self(), sizeof set, &set);
-                  allowed = CPU_COUNT(&set);
-                  cpu = sched_getcpu();
-                  done.Notify();
-                }).ok());
-  done.WaitForNotification();
-  return {cpu.load(), allowed.load()};
-}
-
 class RebalanceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -237,7 +217,7 @@ TEST_F(RebalanceTest, ACrowdedAutoPinnedShardMovesToTheSpareCpu) {
   EXPECT_EQ(rt->shard(0).cpu(), cpus_[1]);
   EXPECT_EQ(rt->ShardOnCpu(cpus_[1]), 0);
   EXPECT_EQ(rt->ShardOnCpu(cpus_[0]), -1);
-  EXPECT_EQ(WhereShardZeroRuns(*rt), std::make_pair(cpus_[1], 1));
+  EXPECT_EQ(test::WhereShardRuns(*rt, 0), std::make_pair(cpus_[1], 1));
   // Nothing crowds it there: it stays.
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_EQ(rt->shard(0).moves(), 1u);
@@ -250,14 +230,14 @@ TEST_F(RebalanceTest, NoMoveToASpareCpuThatIsBusierStill) {
   ASSERT_NE(rt, nullptr);
   EXPECT_EQ(rt->shard(0).moves(), 0u);
   EXPECT_EQ(rt->shard(0).cpu(), cpus_[0]);
-  EXPECT_EQ(WhereShardZeroRuns(*rt), std::make_pair(cpus_[0], 1));
+  EXPECT_EQ(test::WhereShardRuns(*rt, 0), std::make_pair(cpus_[0], 1));
 }
 
 TEST_F(RebalanceTest, ExplicitPinningNeverMoves) {
   std::unique_ptr<Runtime> rt = Crowd(RuntimeOptions::Affinity::kPin, 2, 0, absl::Seconds(1));
   ASSERT_NE(rt, nullptr);
   EXPECT_EQ(rt->shard(0).moves(), 0u);
-  EXPECT_EQ(WhereShardZeroRuns(*rt), std::make_pair(cpus_[0], 1));
+  EXPECT_EQ(test::WhereShardRuns(*rt, 0), std::make_pair(cpus_[0], 1));
 }
 
 TEST_F(RebalanceTest, ZeroIntervalNeverMoves) {

@@ -19,6 +19,7 @@
 #include "runtime/signal_watcher.h"
 #include "runtime/timer.h"
 #include "tests/runtime/notification.h"
+#include "tests/runtime/where_shard_runs.h"
 
 namespace evactor {
 namespace {
@@ -40,22 +41,7 @@ TEST(RuntimeTest, SubmitRunsOnTheTargetShardThread) {
   EXPECT_EQ(Shard::Current(), nullptr);
 }
 
-// On shard `i`: the CPU it runs on and the number of CPUs its thread may use.
-std::pair<int, int> WhereShardRuns(Runtime& rt, int i) {
-  std::atomic<int> cpu{-2};
-  std::atomic<int> allowed{-2};
-  test::Notification done;
-  EXPECT_TRUE(rt.SubmitTo(i, [&] {
-                  cpu_set_t set;
-                  CPU_ZERO(&set);
-                  pthread_getaffinity_np(pthread_self(), sizeof set, &set);
-                  allowed = CPU_COUNT(&set);
-                  cpu = sched_getcpu();
-                  done.Notify();
-                }).ok());
-  done.WaitForNotification();
-  return {cpu.load(), allowed.load()};
-}
+using test::WhereShardRuns;
 
 TEST(RuntimeAffinityTest, NotPinnedByDefault) {
   auto rt = Runtime::Create({.shards = 2}).value();
