@@ -168,20 +168,15 @@ class RebalanceTest : public ::testing::Test {
   }
 
   // Runs shard 0 busy while `crowd` spinners share its CPU and `elsewhere` spin on
-  // the spare CPU, for at most `limit` or until it moves. Returns the runtime.
+  // the other listed CPU, for at most `limit` or until it moves. Returns the runtime.
   std::unique_ptr<Runtime> Crowd(RuntimeOptions::Affinity affinity, int crowd, int elsewhere,
-                                 absl::Duration limit) {
+                                 absl::Duration limit,
+                                 absl::Duration interval = absl::Milliseconds(100)) {
+    // kPin takes the list too (shard 0 on its first CPU) but never moves.
     auto rt = Runtime::Create({.shards = 1,
                                .affinity = affinity,
                                .cpus = {cpus_[0], cpus_[1]},
-                               .rebalance_interval = absl::Milliseconds(100)});
-    if (affinity == RuntimeOptions::Affinity::kPin) {
-      // kPin takes one CPU per shard: the list must have exactly as many.
-      rt = Runtime::Create({.shards = 1,
-                            .affinity = affinity,
-                            .cpus = {cpus_[0]},
-                            .rebalance_interval = absl::Milliseconds(100)});
-    }
+                               .rebalance_interval = interval});
     EXPECT_TRUE(rt.ok()) << rt.status();
     if (!rt.ok()) return nullptr;
     std::unique_ptr<Runtime> runtime = *std::move(rt);
@@ -241,23 +236,11 @@ TEST_F(RebalanceTest, ExplicitPinningNeverMoves) {
 }
 
 TEST_F(RebalanceTest, ZeroIntervalNeverMoves) {
-  auto rt = Runtime::Create({.shards = 1,
-                             .affinity = RuntimeOptions::Affinity::kAuto,
-                             .cpus = {cpus_[0], cpus_[1]},
-                             .rebalance_interval = absl::ZeroDuration()});
-  ASSERT_TRUE(rt.ok()) << rt.status();
-  std::atomic<bool> stop{false};
-  std::atomic<int> running{1};
-  {
-    Spinner a(cpus_[0], &stop), b(cpus_[0], &stop);
-    Runtime* raw = rt->get();
-    ASSERT_TRUE(raw->SubmitTo(0, [raw, &stop, &running] { KeepBusy(*raw, &stop, &running); }).ok());
-    absl::SleepFor(absl::Milliseconds(600));
-    stop = true;
-  }
-  while (running.load() != 0) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_EQ((*rt)->shard(0).moves(), 0u);
-  EXPECT_EQ((*rt)->shard(0).cpu(), cpus_[0]);
+  std::unique_ptr<Runtime> rt = Crowd(RuntimeOptions::Affinity::kAuto, 2, 0,
+                                      absl::Milliseconds(600), absl::ZeroDuration());
+  ASSERT_NE(rt, nullptr);
+  EXPECT_EQ(rt->shard(0).moves(), 0u);
+  EXPECT_EQ(rt->shard(0).cpu(), cpus_[0]);
 }
 
 }  // namespace
