@@ -1334,11 +1334,20 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "maxbytes", store.limit_maxbytes);
       AppendStat(out, "maxconns", server.max_connections);
       AppendStat(out, "tcpport", server.tcp_port);
+      AppendStat(out, "verbosity", server.verbosity);
       AppendStat(out, "evictions", "on");
+      AppendStat(out, "domain_socket", server.domain_socket);
       AppendStat(out, "num_threads", server.threads);
       AppendStat(out, "cas_enabled", "yes");
       AppendStat(out, "item_size_max", server.item_size_max);
       AppendStat(out, "flush_enabled", "yes");
+      // evactor's own (-o and -R; docs/MEMCACHED.md).
+      AppendStat(out, "store", server.store_layout);
+      AppendStat(out, "stripes", server.stripes);
+      AppendStat(out, "lru_bump_interval", server.lru_bump_interval);
+      AppendStat(out, "reuse_port", server.reuse_port ? "yes" : "no");
+      AppendStat(out, "affinity", server.affinity);
+      AppendStat(out, "rebalance_ms", server.rebalance_ms);
       AppendStat(out, "shard_cpus", server.shard_cpus);
       break;
     case StatsGroup::kItems:

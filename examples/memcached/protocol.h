@@ -318,6 +318,15 @@ struct ServerStats {
   uint64_t tcp_port = 0;
   uint64_t item_size_max = size_t{1} << 20;
   std::string shard_cpus = "none";  // evactor: the CPU of each shard ("0,1"), or "none"
+  // For "stats settings": the configuration as started (verbosity as it is now).
+  uint64_t verbosity = 0;
+  std::string domain_socket = "NULL";  // -s, as memcached prints it
+  std::string_view store_layout = "shared";  // evactor: -o store
+  uint64_t stripes = 0;                     // evactor: lock stripes (0: partitioned)
+  uint64_t lru_bump_interval = 60;          // evactor: -o lru_bump_interval (seconds)
+  std::string_view affinity = "auto";       // evactor: -o affinity=auto|on|off
+  uint64_t rebalance_ms = 1000;             // evactor: -o rebalance_ms
+  bool reuse_port = false;                  // evactor: -R
 };
 
 // Appends the response to "stats <group>" — STAT lines in memcached's order, then END —

@@ -730,6 +730,24 @@ ServerStats Server::Stats() const {
   s.tcp_port = !config_.unix_socket.empty() ? 0 : l != nullptr ? l->address().port() : config_.port;
   s.item_size_max = config_.max_item_size;
   s.shard_cpus = ShardCpus();
+  s.verbosity = static_cast<uint64_t>(verbosity.load(std::memory_order_relaxed));
+  if (!config_.unix_socket.empty()) s.domain_socket = config_.unix_socket;
+  s.store_layout = shared() ? "shared" : "partitioned";
+  s.stripes = stripes_.size();
+  s.lru_bump_interval = static_cast<uint64_t>(config_.lru_bump_interval_seconds);
+  s.reuse_port = config_.reuse_port;
+  switch (config_.affinity) {
+    case RuntimeOptions::Affinity::kNone:
+      s.affinity = "off";
+      break;
+    case RuntimeOptions::Affinity::kAuto:
+      s.affinity = "auto";
+      break;
+    case RuntimeOptions::Affinity::kPin:
+      s.affinity = "on";
+      break;
+  }
+  s.rebalance_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(config_.rebalance_interval));
   return s;
 }
 

@@ -562,6 +562,36 @@ TEST(AffinityTest, OffReportsNoCpus) {
   close(fd);
 }
 
+// "stats settings" reports the options the server was started with.
+TEST(SettingsTest, ReportTheOptionsAsStarted) {
+  ServerProcess server(
+      2, {"-o", "store=partitioned,lru_bump_interval=5,affinity=off,rebalance_ms=250"});
+  const int fd = Connect(server.port());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(StatValue(fd, "stats settings", "num_threads"), "2");
+  EXPECT_EQ(StatValue(fd, "stats settings", "store"), "partitioned");
+  EXPECT_EQ(StatValue(fd, "stats settings", "stripes"), "0");
+  EXPECT_EQ(StatValue(fd, "stats settings", "lru_bump_interval"), "5");
+  EXPECT_EQ(StatValue(fd, "stats settings", "affinity"), "off");
+  EXPECT_EQ(StatValue(fd, "stats settings", "rebalance_ms"), "250");
+  EXPECT_EQ(StatValue(fd, "stats settings", "reuse_port"), "no");
+  EXPECT_EQ(StatValue(fd, "stats settings", "domain_socket"), "NULL");
+  EXPECT_EQ(StatValue(fd, "stats settings", "tcpport"), absl::StrCat(server.port()));
+  close(fd);
+  // The defaults, and the verbosity as the `verbosity` command left it.
+  ServerProcess plain(2, {});
+  const int fd2 = Connect(plain.port());
+  ASSERT_GE(fd2, 0);
+  EXPECT_EQ(RoundTrip(fd2, "verbosity 1\r\n", 4), "OK\r\n");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "verbosity"), "1");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "store"), "shared");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "stripes"), "16");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "lru_bump_interval"), "60");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "affinity"), "auto");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "rebalance_ms"), "1000");
+  close(fd2);
+}
+
 TEST(AffinityTest, OnWithMoreThreadsThanCpusDoesNotStart) {
   const int threads = static_cast<int>(evactor::test::AllowedCpus().size()) + 1;
   std::string out;

@@ -708,6 +708,35 @@ TEST_F(ProtocolTest, MetaNoopAndDebug) {
 
 // --- Stats ------------------------------------------------------------------------------------
 
+// "stats settings": memcached's lines where they apply, then evactor's own options.
+TEST(StatsSettingsTest, ReportTheConfiguration) {
+  ServerStats server;
+  server.max_connections = 10;
+  server.tcp_port = 11311;
+  server.verbosity = 2;
+  server.domain_socket = "/tmp/mc.sock";
+  server.threads = 3;
+  server.item_size_max = 4096;
+  server.store_layout = "partitioned";
+  server.stripes = 0;
+  server.lru_bump_interval = 5;
+  server.reuse_port = true;
+  server.affinity = "off";
+  server.rebalance_ms = 250;
+  server.shard_cpus = "none";
+  StoreStats store;
+  store.limit_maxbytes = 1 << 20;
+  std::string out;
+  AppendStats(StatsGroup::kSettings, server, store, &out);
+  EXPECT_EQ(out,
+            "STAT maxbytes 1048576\r\nSTAT maxconns 10\r\nSTAT tcpport 11311\r\n"
+            "STAT verbosity 2\r\nSTAT evictions on\r\nSTAT domain_socket /tmp/mc.sock\r\n"
+            "STAT num_threads 3\r\nSTAT cas_enabled yes\r\nSTAT item_size_max 4096\r\n"
+            "STAT flush_enabled yes\r\nSTAT store partitioned\r\nSTAT stripes 0\r\n"
+            "STAT lru_bump_interval 5\r\nSTAT reuse_port yes\r\nSTAT affinity off\r\n"
+            "STAT rebalance_ms 250\r\nSTAT shard_cpus none\r\nEND\r\n");
+}
+
 TEST_F(ProtocolTest, Stats) {
   Send("set a 0 0 1\r\nx\r\n");
   Send("get a b\r\n");
