@@ -13,6 +13,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -163,6 +164,10 @@ int main(int argc, char** argv) {
   }
   auto server = evactor::memcached::Server::Start(config);
   if (!server.ok()) {
+    if (absl::IsCancelled(server.status())) {  // SIGINT/SIGTERM during startup
+      if (config.verbosity > 0) fprintf(stderr, "memcached (evactor): stopped\n");
+      return 0;
+    }
     fprintf(stderr, "memcached: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }

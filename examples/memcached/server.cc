@@ -854,7 +854,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
         raw->states_->local().Adopt(fd);
       },
       lo);
-  if (!listener.ok()) return listener.status();
+  if (!listener.ok()) {
+    // A SIGINT/SIGTERM that arrived while the listener started is a stop, not a failure.
+    if (server->runtime_->stopping()) {
+      return absl::CancelledError("stopped by a signal while starting");
+    }
+    return listener.status();
+  }
   server->listener_ = *std::move(listener);
   server->listener_ptr_.store(server->listener_.get(), std::memory_order_release);
   for (int i = 0; i < config.threads; ++i) {

@@ -98,6 +98,8 @@ class ShardState;
 
 class Server {
  public:
+  // Errors: InvalidArgument for a bad config, the listener's error (address in use,
+  // ...), Cancelled when a SIGINT/SIGTERM stopped the server while it started.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const Config& config);
   ~Server();
 
