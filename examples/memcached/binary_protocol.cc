@@ -135,6 +135,8 @@ std::string_view ErrorText(uint16_t status) {
       return "Unknown command";
     case kBinStatusNoMemory:
       return "Out of memory";
+    case kBinStatusAuthError:
+      return "Auth failure.";
     default:
       return "UNHANDLED ERROR";
   }
@@ -501,6 +503,10 @@ Disposition ExecuteBinary(const BinaryRequest& r, Store* store, std::string* out
       return Disposition::kClose;
     case kBinFlush:
     case kBinFlushQ:
+      if (!options.flush_enabled) {
+        AppendError(r, kBinStatusAuthError, out);
+        break;
+      }
       store->FlushAll(static_cast<int64_t>(r.exptime));
       AppendOk(r, 0, out);
       break;

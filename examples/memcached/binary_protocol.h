@@ -107,6 +107,7 @@ enum BinaryStatus : uint16_t {
   kBinStatusInvalid = 0x0004,
   kBinStatusNotStored = 0x0005,
   kBinStatusNonNumeric = 0x0006,
+  kBinStatusAuthError = 0x0020,  // also memcached's answer to a flush that -F forbids
   kBinStatusUnknownCommand = 0x0081,
   kBinStatusNoMemory = 0x0082,
 };
@@ -192,6 +193,9 @@ std::optional<StatsGroup> BinaryStatsGroup(const BinaryRequest& request);
 
 struct BinaryExecuteOptions {
   std::string_view version = kDefaultVersion;
+  // memcached's -F turns this off: FLUSH and FLUSHQ answer kBinStatusAuthError and
+  // flush nothing (store may then be null).
+  bool flush_enabled = true;
 };
 
 // Runs the request and appends the exact response packets to *out (possibly none).

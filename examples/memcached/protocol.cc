@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 
 namespace evactor::memcached {
@@ -25,6 +26,8 @@ constexpr std::string_view kTooLarge = "SERVER_ERROR object too large for cache"
 constexpr std::string_view kNoMemoryStoring = "SERVER_ERROR out of memory storing object";
 constexpr std::string_view kNoMemory = "SERVER_ERROR out of memory";
 constexpr std::string_view kShutdownRefused = "ERROR: shutdown not enabled";
+constexpr std::string_view kBadShutdownMode = "CLIENT_ERROR invalid shutdown mode";
+constexpr std::string_view kFlushNotAllowed = "CLIENT_ERROR flush_all not allowed";
 constexpr std::string_view kDuplicateFlag = "CLIENT_ERROR duplicate flag";
 constexpr std::string_view kInvalidFlag = "CLIENT_ERROR invalid flag";
 constexpr std::string_view kBadToken = "CLIENT_ERROR bad token in command line format";
@@ -494,7 +497,14 @@ void RequestParser::ParseLine(std::string_view line, Request* request, LineResul
     request->command = Command::kVerbosity;
     return;
   }
-  if (command == "shutdown") return fail(kShutdownRefused);
+  if (command == "shutdown") {
+    if (!options_.enable_shutdown) return fail(kShutdownRefused);
+    if (n == 1 || (n == 2 && tokens_[1] == "graceful")) {
+      request->command = Command::kShutdown;
+      return;
+    }
+    return fail(kBadShutdownMode);
+  }
   return fail(kError);
 }
 
@@ -700,6 +710,7 @@ Route RouteOf(const Request& request) {
     case Command::kVersion:
     case Command::kVerbosity:
     case Command::kQuit:
+    case Command::kShutdown:
     case Command::kMetaNoop:
     case Command::kError:
       return Route::kLocal;
@@ -1147,10 +1158,17 @@ Disposition Execute(const Request& request, Store* store, std::string* out,
       reply("OK");
       return Disposition::kContinue;
     case Command::kQuit:
+    case Command::kShutdown:  // the server stops itself; the connection closes unanswered
       return Disposition::kClose;
     case Command::kMetaNoop:
       AppendLine(out, "MN");
       return Disposition::kContinue;
+    case Command::kFlushAll:
+      if (!options.flush_enabled) {
+        reply(kFlushNotAllowed);
+        return Disposition::kContinue;
+      }
+      break;
     default:
       break;
   }
@@ -1322,6 +1340,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "bytes_written", server.bytes_written);
       AppendStat(out, "limit_maxbytes", store.limit_maxbytes);
       AppendStat(out, "threads", server.threads);
+      AppendStat(out, "conn_yields", server.conn_yields);
       AppendStat(out, "bytes", store.bytes);
       AppendStat(out, "curr_items", store.curr_items);
       AppendStat(out, "total_items", store.total_items);
@@ -1337,10 +1356,16 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "verbosity", server.verbosity);
       AppendStat(out, "evictions", "on");
       AppendStat(out, "domain_socket", server.domain_socket);
+      AppendStat(out, "umask", absl::StrFormat("%o", server.umask));
       AppendStat(out, "num_threads", server.threads);
+      AppendStat(out, "reqs_per_event", server.reqs_per_event);
       AppendStat(out, "cas_enabled", "yes");
+      AppendStat(out, "tcp_backlog", server.tcp_backlog);
+      AppendStat(out, "binding_protocol", server.binding_protocol);
       AppendStat(out, "item_size_max", server.item_size_max);
-      AppendStat(out, "flush_enabled", "yes");
+      AppendStat(out, "flush_enabled", server.flush_enabled ? "yes" : "no");
+      AppendStat(out, "idle_timeout", server.idle_timeout);
+      AppendStat(out, "shutdown_command", server.shutdown_command ? "yes" : "no");
       // evactor's own (-o and -R; docs/MEMCACHED.md).
       AppendStat(out, "store", server.store_layout);
       AppendStat(out, "stripes", server.stripes);

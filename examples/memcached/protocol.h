@@ -24,8 +24,8 @@
 // Protocol: memcached 1.6's protocol.txt, with memcached 1.6.18's exact response text
 // (verified against the real daemon): classic commands get/gets/gat/gats, set/add/
 // replace/append/prepend/cas, delete, incr/decr, touch, flush_all, stats
-// [settings|items|slabs|sizes|reset], version, verbosity, quit (and "shutdown", which is
-// refused as memcached refuses it by default); meta commands mg, ms, md, ma, mn, me with
+// [settings|items|slabs|sizes|reset], version, verbosity, quit, shutdown (refused, as
+// memcached refuses it, unless ParserOptions::enable_shutdown); meta commands mg, ms, md, ma, mn, me with
 // the flags memcached 1.6.18 knows (b c f h k l O q s t u v N R T on mg; b c C F I k O q
 // T M on ms; b C I k O q T on md; b c C N J D T M q t v O k on ma; P and L ignored).
 // Lines end in "\r\n" or a bare "\n"; a data block must be followed by exactly "\r\n".
@@ -113,6 +113,7 @@ enum class Command : uint8_t {
   kMetaArithmetic,  // ma
   kMetaNoop,        // mn
   kMetaDebug,       // me
+  kShutdown,        // shutdown [graceful], only with ParserOptions::enable_shutdown
   kError,           // the parser already knows the answer: Request::error
 };
 
@@ -191,6 +192,11 @@ struct ParserOptions {
   size_t max_retrieval_line_length = size_t{1} << 20;
   // Must equal the Store's: items over it are swallowed, not buffered.
   size_t max_item_size = size_t{1} << 20;
+  // memcached's -A: "shutdown" and "shutdown graceful" parse as Command::kShutdown
+  // (the server stops; Execute closes the connection without a reply) and any other
+  // argument is "CLIENT_ERROR invalid shutdown mode". Off, as by default in memcached:
+  // "ERROR: shutdown not enabled".
+  bool enable_shutdown = false;
 };
 
 enum class ParseStatus : uint8_t {
@@ -284,6 +290,9 @@ struct ExecuteOptions {
   // Retrieval commands: append "END\r\n" after the VALUE lines. A server answering a
   // multi-key get from several shards turns it off and appends kEnd once itself.
   bool write_end = true;
+  // memcached's -F turns this off: flush_all answers "CLIENT_ERROR flush_all not
+  // allowed" and flushes nothing (store may then be null).
+  bool flush_enabled = true;
 };
 
 enum class Disposition : uint8_t {
@@ -315,6 +324,7 @@ struct ServerStats {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t threads = 0;
+  uint64_t conn_yields = 0;  // connections that yielded at the -R limit
   uint64_t tcp_port = 0;
   uint64_t item_size_max = size_t{1} << 20;
   std::string shard_cpus = "none";  // evactor: the CPU of each shard ("0,1"), or "none"
@@ -326,7 +336,14 @@ struct ServerStats {
   uint64_t lru_bump_interval = 60;          // evactor: -o lru_bump_interval (seconds)
   std::string_view affinity = "auto";       // evactor: -o affinity=auto|on|off
   uint64_t rebalance_ms = 1000;             // evactor: -o rebalance_ms
-  bool reuse_port = false;                  // evactor: -R
+  bool reuse_port = false;                  // evactor: -o reuse_port
+  uint32_t umask = 0700;                    // -a, printed in octal
+  uint64_t reqs_per_event = 20;             // -R
+  uint64_t tcp_backlog = 1024;              // -b
+  std::string_view binding_protocol = "auto-negotiate";  // -B: or "ascii", "binary"
+  bool flush_enabled = true;                // -F
+  uint64_t idle_timeout = 0;                // -o idle_timeout (seconds)
+  bool shutdown_command = false;            // -A
 };
 
 // Appends the response to "stats <group>" — STAT lines in memcached's order, then END —

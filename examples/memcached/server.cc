@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <stdio.h>
@@ -58,14 +59,20 @@ class ShardState {
   void Detach(uint64_t id);
   // A response from another shard for connection `id`, slot `seq`.
   void Deliver(uint64_t id, uint64_t seq, std::string bytes);
+  // Runs the rest of connection `id`'s buffered requests (Config::reqs_per_event).
+  void Continue(uint64_t id);
   int shard() const { return shard_; }
   Server* server() const { return server_; }
+  // For calls deferred on this shard's loop: expires when this state is destroyed
+  // (when the runtime stops), so that such a call finds nothing to run.
+  std::weak_ptr<ShardState*> weak_self() const { return self_; }
 
  private:
   Server* server_;
   int shard_;
   Store store_;
   uint64_t next_id_ = 1;
+  std::shared_ptr<ShardState*> self_ = std::make_shared<ShardState*>(this);
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
 };
 
@@ -117,7 +124,9 @@ struct BinaryProtocol {
   using Owned = OwnedBinaryRequest;
   static Disposition Exec(const Req& r, Store* store, std::string* out,
                           const ExecuteOptions& options) {
-    return ExecuteBinary(r, store, out, BinaryExecuteOptions{.version = options.version});
+    return ExecuteBinary(r, store, out,
+                         BinaryExecuteOptions{.version = options.version,
+                                              .flush_enabled = options.flush_enabled});
   }
   static void Stats(const Req& r, const ServerStats& server, const StoreStats& sum,
                     std::string* out) {
@@ -134,7 +143,8 @@ class Connection {
         server_(state->server()),
         id_(id),
         fd_(fd),
-        parser_(ParserOptions{.max_item_size = server_->config().max_item_size}),
+        parser_(ParserOptions{.max_item_size = server_->config().max_item_size,
+                              .enable_shutdown = server_->config().enable_shutdown}),
         socket_(std::make_unique<BufferedSocket>(Shard::Current()->loop(), fd)) {
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
                           [this](BufferedSocket&, uint32_t what, int error) {
@@ -145,6 +155,9 @@ class Connection {
                             }
                             if (what & (kBevEof | kBevError | kBevTimeout)) Close();
                           });
+    if (server_->config().idle_timeout > absl::ZeroDuration()) {
+      socket_->SetTimeouts(server_->config().idle_timeout, std::nullopt);
+    }
     socket_->Enable(kBevReading).IgnoreError();
   }
 
@@ -171,6 +184,13 @@ class Connection {
     OnRead();  // may destroy this
   }
 
+  // Config::reqs_per_event: the requests left after a connection's share ran, later in
+  // the same loop iteration (once the other ready connections had theirs).
+  void Continue() {
+    yielded_ = false;
+    RunRequests();  // may destroy this
+  }
+
  private:
   struct Slot {
     std::string bytes;
@@ -185,13 +205,13 @@ class Connection {
     if (move_to_ >= 0) [[unlikely]] {
       if (TryMove()) return;  // this is gone
     }
-    // Read once per batch: verbosity 0 costs one relaxed load per read.
-    const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
     server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
     if (binary_ == nullptr && !ascii_) {
       char first = 0;
       in.CopyOut(&first, 1);
-      if (static_cast<unsigned char>(first) == 0x80) {
+      const Config::Protocols protocols = server_->config().protocols;
+      if (protocols == Config::Protocols::kBinary ||
+          (protocols == Config::Protocols::kAuto && static_cast<unsigned char>(first) == 0x80)) {
         binary_ = std::make_unique<BinaryParser>(
             BinaryParserOptions{.max_item_size = server_->config().max_item_size});
       } else {
@@ -201,8 +221,27 @@ class Connection {
     if (binary_ != nullptr) {
       binary_->Feed(in.Pullup(n));
       in.Drain(n);
+    } else {
+      std::span<char> room = parser_.Reserve(n);
+      parser_.Commit(in.Remove(room.data(), n));
+    }
+    RunRequests();  // may destroy this
+  }
+
+  // Runs the complete requests the parser holds, at most Config::reqs_per_event of
+  // them (the rest go to Continue), then writes. May destroy this.
+  void RunRequests() {
+    // Read once per batch: verbosity 0 costs one relaxed load per read.
+    const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
+    uint32_t budget = std::max<uint32_t>(server_->config().reqs_per_event, 1);
+    bool left = false;  // budget spent with requests still buffered
+    if (binary_ != nullptr) {
       BinaryRequest request;
       while (!close_pending_) {
+        if (budget-- == 0) {
+          left = binary_->buffered() > 0;
+          break;
+        }
         const ParseStatus status = binary_->Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // bad magic or body: no reply
@@ -213,10 +252,12 @@ class Connection {
         Dispatch<BinaryProtocol>(request);
       }
     } else {
-      std::span<char> room = parser_.Reserve(n);
-      parser_.Commit(in.Remove(room.data(), n));
       Request request;
       while (!close_pending_) {
+        if (budget-- == 0) {
+          left = parser_.buffered() > 0;
+          break;
+        }
         const ParseStatus status = parser_.Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // line too long: no reply
@@ -224,6 +265,9 @@ class Connection {
           // Like memcached: the level takes effect at once, capped at 2.
           server_->verbosity.store(static_cast<int>(std::min<uint32_t>(request.verbosity, 2)),
                                    std::memory_order_relaxed);
+        } else if (request.command == Command::kShutdown) {
+          // -A: as a SIGTERM would; this connection closes once its answers are out.
+          server_->runtime().Shutdown();
         }
         if (verbose) [[unlikely]] {
           const std::string_view line = parser_.last_line();
@@ -239,6 +283,13 @@ class Connection {
       }
     }
     if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
+    if (left && !yielded_) {
+      yielded_ = true;
+      server_->conn_yields.fetch_add(1, std::memory_order_relaxed);
+      Shard::Current()->loop().Defer([state = state_->weak_self(), id = id_] {
+        if (std::shared_ptr<ShardState*> alive = state.lock()) (*alive)->Continue(id);
+      });
+    }
     FlushSlots();  // may destroy this (quit)
   }
 
@@ -363,8 +414,17 @@ class Connection {
     }
   }
 
+  static bool IsFlush(const Request& r) { return r.command == Command::kFlushAll; }
+  static bool IsFlush(const BinaryRequest& r) {
+    return r.opcode == kBinFlush || r.opcode == kBinFlushQ;
+  }
+
   template <typename P>
   void Dispatch(const typename P::Req& request) {
+    if (!server_->config().flush_enabled && IsFlush(request)) [[unlikely]] {
+      // -F: refused here, on no store.
+      return Answer<P>(request, nullptr, ExecuteOptions{.flush_enabled = false});
+    }
     if (server_->shared()) return DispatchShared<P>(request);
     Store& store = state_->store();
     const int here = state_->shard();
@@ -638,6 +698,7 @@ class Connection {
   uint32_t reads_ = 0;     // OnRead calls, for CheckPlacement
   uint8_t misplaced_ = 0;  // placement checks in a row that named another shard
   int move_to_ = -1;       // shard to move to at the next read, or -1
+  bool yielded_ = false;   // a Continue is deferred (Config::reqs_per_event)
 };
 
 ShardState::~ShardState() = default;
@@ -675,6 +736,12 @@ void ShardState::Remove(uint64_t id) {
   // Destroy after unlinking: the connection may be running its own callback.
   std::unique_ptr<Connection> gone = std::move(it->second);
   conns_.erase(it);
+}
+
+void ShardState::Continue(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;  // closed meanwhile
+  it->second->Continue();
 }
 
 void ShardState::Deliver(uint64_t id, uint64_t seq, std::string bytes) {
@@ -727,6 +794,7 @@ ServerStats Server::Stats() const {
   s.bytes_read = bytes_read.load(std::memory_order_relaxed);
   s.bytes_written = bytes_written.load(std::memory_order_relaxed);
   s.threads = static_cast<uint64_t>(runtime_->size());
+  s.conn_yields = conn_yields.load(std::memory_order_relaxed);
   s.tcp_port = !config_.unix_socket.empty() ? 0 : l != nullptr ? l->address().port() : config_.port;
   s.item_size_max = config_.max_item_size;
   s.shard_cpus = ShardCpus();
@@ -748,6 +816,15 @@ ServerStats Server::Stats() const {
       break;
   }
   s.rebalance_ms = static_cast<uint64_t>(absl::ToInt64Milliseconds(config_.rebalance_interval));
+  s.umask = config_.unix_mask;
+  s.reqs_per_event = config_.reqs_per_event;
+  s.tcp_backlog = static_cast<uint64_t>(config_.backlog);
+  s.binding_protocol = config_.protocols == Config::Protocols::kAscii    ? "ascii"
+                       : config_.protocols == Config::Protocols::kBinary ? "binary"
+                                                                         : "auto-negotiate";
+  s.flush_enabled = config_.flush_enabled;
+  s.idle_timeout = static_cast<uint64_t>(absl::ToInt64Seconds(config_.idle_timeout));
+  s.shutdown_command = config_.enable_shutdown;
   return s;
 }
 
@@ -836,6 +913,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
                 : ShardedListenerOptions::Mode::kDispatcher;
   lo.policy = ShardedListenerOptions::Policy::kLeastConnections;
   lo.steer_to_incoming_cpu = true;  // when the shards are pinned
+  lo.listener.socket.backlog = config.backlog;
   absl::StatusOr<std::unique_ptr<ShardedListener>> listener = ShardedListener::Start(
       *server->runtime_, *address,
       [raw](Shard& shard, int fd, const SocketAddress&) {
@@ -854,6 +932,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
         raw->states_->local().Adopt(fd);
       },
       lo);
+  if (listener.ok() && !config.unix_socket.empty() &&
+      chmod(config.unix_socket.c_str(), static_cast<mode_t>(config.unix_mask)) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("chmod ", config.unix_socket, ": ", strerror(errno)));
+  }
   if (!listener.ok()) {
     // A SIGINT/SIGTERM that arrived while the listener started is a stop, not a failure.
     if (server->runtime_->stopping()) {

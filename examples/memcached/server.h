@@ -71,7 +71,7 @@ struct Config {
   size_t max_connections = 1024;        // -c
   size_t max_item_size = size_t{1} << 20;  // -I
   int verbosity = 0;                    // -v / -vv
-  bool reuse_port = false;              // one SO_REUSEPORT listener per shard
+  bool reuse_port = false;              // -o reuse_port: one SO_REUSEPORT listener per shard
   StoreLayout store = StoreLayout::kShared;  // -o store=shared|partitioned
   // kShared: number of lock stripes (-o stripes=N); 0 picks 1 for one shard (no
   // lock is taken then), else 8 per shard, at most 64, and at most one per
@@ -89,6 +89,29 @@ struct Config {
   // work crowds its CPU while a spare one is free, and moves there (-o rebalance_ms;
   // RuntimeOptions::rebalance_interval). Zero: never.
   absl::Duration rebalance_interval = absl::Seconds(1);
+  // memcached's -R: at most this many requests of one connection run per read; when
+  // more are buffered (a pipelining client), the connection yields and the rest run
+  // after the other connections ready in the same loop iteration. At least 1.
+  uint32_t reqs_per_event = 20;
+  // -b: the listen backlog.
+  int backlog = 1024;
+  // -B: the protocols connections may speak. kAuto: the first byte decides (0x80:
+  // binary); kAscii: every connection is ASCII (a binary packet reads as a bad
+  // command); kBinary: every connection is binary (text is an invalid packet, which
+  // closes it).
+  enum class Protocols : uint8_t { kAuto, kAscii, kBinary };
+  Protocols protocols = Protocols::kAuto;
+  // -A: the ASCII "shutdown" command stops the server (as SIGTERM does). Off, it
+  // answers "ERROR: shutdown not enabled".
+  bool enable_shutdown = false;
+  // -F turns flush_all off: it answers "CLIENT_ERROR flush_all not allowed" (binary:
+  // status 0x20, as memcached) and flushes nothing.
+  bool flush_enabled = true;
+  // -a: permission bits of the UNIX socket (-s).
+  uint32_t unix_mask = 0700;
+  // -o idle_timeout=S: a connection that sends nothing for this long is closed.
+  // Zero: never (memcached's default).
+  absl::Duration idle_timeout = absl::ZeroDuration();
 };
 
 // How many stripes a shared store gets for `config` (see Config::stripes).
@@ -144,6 +167,8 @@ class Server {
   std::atomic<uint64_t> total_connections{0};
   std::atomic<uint64_t> bytes_read{0};
   std::atomic<uint64_t> bytes_written{0};
+  // Times a connection yielded with requests left (Config::reqs_per_event).
+  std::atomic<uint64_t> conn_yields{0};
 
  private:
   explicit Server(const Config& config) : config_(config) {}

@@ -38,109 +38,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/memcached_process.h"
 #include "tests/runtime/cpus.h"
 
 namespace {
 
-std::string ServerPath() {
-  const char* srcdir = getenv("TEST_SRCDIR");
-  return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/evactor/examples/memcached/server");
-}
-
-uint16_t FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
-int Connect(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-// A server process for one test.
-class ServerProcess {
- public:
-  // `extra`: more flags; `stderr_path`: where the server's stderr goes (if not empty).
-  // `program`: the binary to run (default: this server; the differential test also runs
-  // /usr/bin/memcached, which takes the same flags).
-  explicit ServerProcess(int threads, std::vector<std::string> extra = {},
-                         const std::string& stderr_path = "",
-                         const std::string& program = ServerPath())
-      : port_(FreePort()) {
-    std::vector<std::string> args = {program, "-p", std::to_string(port_), "-t",
-                                     std::to_string(threads)};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (!stderr_path.empty()) {
-        const int fd = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) dup2(fd, 2);
-      }
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(program.c_str(), argv.data());
-      _exit(127);
-    }
-    // Wait (bounded) until it accepts.
-    for (int i = 0; i < 200; ++i) {
-      const int fd = Connect(port_);
-      if (fd >= 0) {
-        close(fd);
-        return;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ADD_FAILURE() << "server did not start on port " << port_;
-  }
-  ~ServerProcess() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 200 && waitpid(pid_, &status, WNOHANG) == 0; ++i) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (waitpid(pid_, &status, WNOHANG) == 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      ADD_FAILURE() << "server ignored SIGTERM";
-    } else {
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
-    }
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  uint16_t port_;
-  pid_t pid_ = -1;
-};
-
-// Runs a command, returns its exit code and output.
-int RunCommand(const std::string& command, std::string* output) {
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using namespace evactor::test;  // NOLINT: the helpers of memcached_process.h
 
 std::string StoreFlag(const std::string& layout) { return "store=" + layout; }
 
@@ -163,18 +66,6 @@ TEST_P(MemccapableTest, EveryAsciiAndBinaryTestPasses) {
 INSTANTIATE_TEST_SUITE_P(ShardsAndLayouts, MemccapableTest,
                          ::testing::Combine(::testing::Values(1, 4),
                                             ::testing::Values("shared", "partitioned")));
-
-// Reads exactly n bytes (fewer on EOF or the 10 s receive timeout).
-std::string ReadExactly(int fd, size_t n) {
-  std::string got;
-  char buf[8192];
-  while (got.size() < n) {
-    const ssize_t k = read(fd, buf, std::min(sizeof buf, n - got.size()));
-    if (k <= 0) break;
-    got.append(buf, static_cast<size_t>(k));
-  }
-  return got;
-}
 
 class MemcachedConcurrencyTest : public ::testing::TestWithParam<std::string> {};
 
@@ -219,28 +110,6 @@ TEST_P(MemcachedConcurrencyTest, TwoHundredClientsMixedOperationsEveryValueCheck
 
 INSTANTIATE_TEST_SUITE_P(Layouts, MemcachedConcurrencyTest,
                          ::testing::Values("shared", "partitioned"));
-
-std::string ReadFile(const std::string& path) {
-  std::string out;
-  FILE* f = fopen(path.c_str(), "r");
-  if (f == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  fclose(f);
-  return out;
-}
-
-// Sends `request` and reads until `want` bytes arrived.
-std::string RoundTrip(int fd, const std::string& request, size_t want) {
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
-  return ReadExactly(fd, want);
-}
-
-std::string TempPath(const std::string& name) {
-  const char* dir = getenv("TEST_TMPDIR");
-  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
-}
 
 class VerbosityTest : public ::testing::TestWithParam<std::string> {};
 
@@ -302,25 +171,6 @@ TEST(VerboseTest, VerboseReportsRefusedConnections) {
   const std::string out = ReadFile(log);
   EXPECT_NE(out.find("Too many open connections"), std::string::npos) << out;
   EXPECT_EQ(out.find("new auto-negotiating"), std::string::npos) << out;  // -vv only
-}
-
-// The value of `name` in the answer to `command` ("stats", "stats settings"), read
-// until END; "" if it is missing or the connection fails.
-std::string StatValue(int fd, const std::string& command, const std::string& name) {
-  const std::string request = command + "\r\n";
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return "";
-  std::string in;
-  char buf[4096];
-  while (in.find("END\r\n") == std::string::npos) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) return "";
-    in.append(buf, static_cast<size_t>(n));
-  }
-  const std::string key = "STAT " + name + " ";
-  const size_t at = in.find(key);
-  if (at == std::string::npos) return "";
-  const size_t end = in.find("\r\n", at);
-  return in.substr(at + key.size(), end - at - key.size());
 }
 
 // -o affinity: pinned threads report their CPUs (the first ones this process may

@@ -266,6 +266,23 @@ TEST_F(BinaryProtocolTest, QuitFlushNoopVersion) {
   EXPECT_EQ(Out(Req(0x0a, {}, {}, {}, /*cas=*/5)), Resp(0x0a, 0));
 }
 
+// memcached's -F: FLUSH and FLUSHQ answer status 0x20 ("Auth failure.", quiet or not)
+// and flush nothing.
+TEST_F(BinaryProtocolTest, FlushRefusedWhenDisabled) {
+  store_.Set("a", "1", 0, 0);
+  for (const uint8_t op : {uint8_t{0x08}, uint8_t{0x18}}) {
+    BinaryParser parser({.max_item_size = 1024, .max_body_length = 4096});
+    parser.Feed(Req(op));
+    BinaryRequest request;
+    ASSERT_EQ(parser.Next(&request), ParseStatus::kRequest);
+    std::string out;
+    EXPECT_EQ(ExecuteBinary(request, nullptr, &out, {.flush_enabled = false}),
+              Disposition::kContinue);
+    EXPECT_EQ(out, Resp(op, 0x20, 0, {}, {}, "Auth failure."));
+    EXPECT_TRUE(store_.Peek("a"));
+  }
+}
+
 TEST_F(BinaryProtocolTest, Stats) {
   store_.Set("a", "1", 0, 0);
   const std::string out = Out(Req(0x10));

@@ -249,6 +249,50 @@ TEST_F(ProtocolTest, UnknownCommands) {
   EXPECT_EQ(Send("shutdown\r\n"), "ERROR: shutdown not enabled\r\n");
 }
 
+// memcached's -A: "shutdown" (and "shutdown graceful") close the connection without an
+// answer (the server stops itself); other arguments are refused.
+TEST(ShutdownCommandTest, EnabledItParsesAndClosesUnanswered) {
+  Store store;
+  RequestParser parser(ParserOptions{.enable_shutdown = true});
+  Request request;
+  parser.Feed("shutdown\r\nshutdown graceful\r\nshutdown now\r\nshutdown a b\r\n");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(parser.Next(&request), ParseStatus::kRequest);
+    EXPECT_EQ(request.command, Command::kShutdown);
+    EXPECT_EQ(RouteOf(request), Route::kLocal);
+    std::string out;
+    EXPECT_EQ(Execute(request, nullptr, &out), Disposition::kClose);
+    EXPECT_EQ(out, "");
+  }
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(parser.Next(&request), ParseStatus::kRequest);
+    std::string out;
+    EXPECT_EQ(Execute(request, nullptr, &out), Disposition::kContinue);
+    EXPECT_EQ(out, "CLIENT_ERROR invalid shutdown mode\r\n");
+  }
+}
+
+// memcached's -F: flush_all is refused and flushes nothing; noreply silences it.
+TEST(FlushDisabledTest, FlushAllIsRefused) {
+  Store store;
+  store.Set("k", "v", 0, 0);
+  RequestParser parser;
+  Request request;
+  parser.Feed("flush_all\r\nflush_all 0 noreply\r\n");
+  ASSERT_EQ(parser.Next(&request), ParseStatus::kRequest);
+  std::string out;
+  EXPECT_EQ(Execute(request, nullptr, &out, {.flush_enabled = false}), Disposition::kContinue);
+  EXPECT_EQ(out, "CLIENT_ERROR flush_all not allowed\r\n");
+  ASSERT_EQ(parser.Next(&request), ParseStatus::kRequest);
+  out.clear();
+  Execute(request, &store, &out, {.flush_enabled = false});
+  EXPECT_EQ(out, "");
+  EXPECT_TRUE(store.Peek("k").has_value());
+  // Enabled (the default), the same request flushes.
+  Execute(request, &store, &out);
+  EXPECT_FALSE(store.Peek("k").has_value());
+}
+
 TEST_F(ProtocolTest, LeadingAndRepeatedSpacesAndBareNewlines) {
   Send("set k 0 0 1\r\nx\r\n");
   EXPECT_EQ(Send("  get   k  \r\n"), "VALUE k 0 1\r\nx\r\nEND\r\n");
@@ -724,6 +768,13 @@ TEST(StatsSettingsTest, ReportTheConfiguration) {
   server.affinity = "off";
   server.rebalance_ms = 250;
   server.shard_cpus = "none";
+  server.umask = 0770;
+  server.reqs_per_event = 5;
+  server.tcp_backlog = 128;
+  server.binding_protocol = "ascii";
+  server.flush_enabled = false;
+  server.idle_timeout = 30;
+  server.shutdown_command = true;
   StoreStats store;
   store.limit_maxbytes = 1 << 20;
   std::string out;
@@ -731,8 +782,10 @@ TEST(StatsSettingsTest, ReportTheConfiguration) {
   EXPECT_EQ(out,
             "STAT maxbytes 1048576\r\nSTAT maxconns 10\r\nSTAT tcpport 11311\r\n"
             "STAT verbosity 2\r\nSTAT evictions on\r\nSTAT domain_socket /tmp/mc.sock\r\n"
-            "STAT num_threads 3\r\nSTAT cas_enabled yes\r\nSTAT item_size_max 4096\r\n"
-            "STAT flush_enabled yes\r\nSTAT store partitioned\r\nSTAT stripes 0\r\n"
+            "STAT umask 770\r\nSTAT num_threads 3\r\nSTAT reqs_per_event 5\r\n"
+            "STAT cas_enabled yes\r\nSTAT tcp_backlog 128\r\nSTAT binding_protocol ascii\r\n"
+            "STAT item_size_max 4096\r\nSTAT flush_enabled no\r\nSTAT idle_timeout 30\r\n"
+            "STAT shutdown_command yes\r\nSTAT store partitioned\r\nSTAT stripes 0\r\n"
             "STAT lru_bump_interval 5\r\nSTAT reuse_port yes\r\nSTAT affinity off\r\n"
             "STAT rebalance_ms 250\r\nSTAT shard_cpus none\r\nEND\r\n");
 }

@@ -1,0 +1,296 @@
+// The server's command line (examples/memcached/main.cc) as memcached's users and init
+// scripts use it: -R (requests per event), -F, -A and the shutdown command, -B, -d with
+// -P, -u, -a with -s, -b, -o idle_timeout, memcached's tuning flags accepted and
+// ignored, and the flags this server refuses. Each test runs the real binary on
+// 127.0.0.1 (or a UNIX socket in the test's temporary directory) and stops it by pid.
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/memcached_process.h"
+
+namespace {
+
+using namespace evactor::test;  // NOLINT: the helpers of memcached_process.h
+
+// A binary-protocol request header with no key, extras or body.
+std::string BinaryHeader(uint8_t opcode) {
+  std::string h(24, '\0');
+  h[0] = static_cast<char>(0x80);
+  h[1] = static_cast<char>(opcode);
+  return h;
+}
+
+bool ProcessGone(pid_t pid) {
+  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (stat.empty()) return true;
+  // A zombie no one reaps (the daemon's parent exited) is gone as far as we care.
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+// -R 1: every connection runs one request per turn; a pipelined burst still gets
+// every answer, in order, and the server counts the yields (stats conn_yields).
+TEST(FlagsTest, MaxReqsPerEventYieldsAndKeepsOrder) {
+  ServerProcess server(1, {"-R", "1"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  std::string burst;
+  std::string want;
+  for (int i = 0; i < 300; ++i) {
+    absl::StrAppend(&burst, "set k", i, " 0 0 1\r\n", i % 10, "\r\nget k", i, "\r\n");
+    absl::StrAppend(&want, "STORED\r\nVALUE k", i, " 0 1\r\n", i % 10, "\r\nEND\r\n");
+  }
+  EXPECT_EQ(RoundTrip(fd, burst, want.size()), want);
+  uint64_t yields = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(StatValue(fd, "stats", "conn_yields"), &yields));
+  EXPECT_GT(yields, 0u);
+  EXPECT_EQ(StatValue(fd, "stats settings", "reqs_per_event"), "1");
+  close(fd);
+
+  // The default, 20: a burst of ten runs in one turn.
+  ServerProcess plain(1, {});
+  const int fd2 = plain.Connect();
+  ASSERT_GE(fd2, 0);
+  std::string ten;
+  std::string answers;
+  for (int i = 0; i < 10; ++i) {
+    ten += "mn\r\n";
+    answers += "MN\r\n";
+  }
+  EXPECT_EQ(RoundTrip(fd2, ten, answers.size()), answers);
+  EXPECT_EQ(StatValue(fd2, "stats", "conn_yields"), "0");
+  EXPECT_EQ(StatValue(fd2, "stats settings", "reqs_per_event"), "20");
+  close(fd2);
+}
+
+// -F: flush_all is refused (noreply silences the refusal), nothing is flushed, and the
+// binary FLUSH gets memcached's status 0x20.
+TEST(FlagsTest, DisableFlushAllRefusesFlushes) {
+  ServerProcess server(2, {"-F"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(RoundTrip(fd, "set k 0 0 1\r\nv\r\n", 8), "STORED\r\n");
+  const std::string refused = "CLIENT_ERROR flush_all not allowed\r\n";
+  EXPECT_EQ(RoundTrip(fd, "flush_all\r\n", refused.size()), refused);
+  const std::string value = "VALUE k 0 1\r\nv\r\nEND\r\n";
+  EXPECT_EQ(RoundTrip(fd, "flush_all 0 noreply\r\nget k\r\n", value.size()), value);
+  EXPECT_EQ(StatValue(fd, "stats settings", "flush_enabled"), "no");
+  close(fd);
+
+  const int bin = server.Connect();
+  ASSERT_GE(bin, 0);
+  const std::string reply = RoundTrip(bin, BinaryHeader(0x08), 24 + 13);
+  ASSERT_EQ(reply.size(), 37u);
+  EXPECT_EQ(static_cast<uint8_t>(reply[0]), 0x81);
+  EXPECT_EQ(static_cast<uint8_t>(reply[1]), 0x08);
+  EXPECT_EQ((static_cast<uint8_t>(reply[6]) << 8) | static_cast<uint8_t>(reply[7]), 0x20);
+  EXPECT_EQ(reply.substr(24), "Auth failure.");
+  close(bin);
+
+  const int again = server.Connect();
+  ASSERT_GE(again, 0);
+  EXPECT_EQ(RoundTrip(again, "get k\r\n", value.size()), value);
+  close(again);
+}
+
+// "shutdown" is refused by default; with -A it stops the server, which exits 0, and
+// the asking connection closes unanswered. Other arguments are refused.
+TEST(FlagsTest, ShutdownCommandNeedsEnableShutdown) {
+  {
+    ServerProcess server(1, {});
+    const int fd = server.Connect();
+    ASSERT_GE(fd, 0);
+    const std::string refused = "ERROR: shutdown not enabled\r\n";
+    EXPECT_EQ(RoundTrip(fd, "shutdown\r\n", refused.size()), refused);
+    EXPECT_EQ(StatValue(fd, "stats settings", "shutdown_command"), "no");
+    close(fd);
+  }
+  ServerProcess server(2, {"-A"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(StatValue(fd, "stats settings", "shutdown_command"), "yes");
+  const std::string bad = "CLIENT_ERROR invalid shutdown mode\r\n";
+  EXPECT_EQ(RoundTrip(fd, "shutdown now\r\n", bad.size()), bad);
+  EXPECT_EQ(RoundTrip(fd, "shutdown\r\n", 1), "");  // closed, no answer
+  close(fd);
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(5)), std::optional<int>(0));
+}
+
+// -B: binary only closes a text connection (an invalid packet); ascii only reads a
+// binary packet as a bad command line.
+TEST(FlagsTest, ProtocolFlagRestrictsConnections) {
+  {
+    ServerProcess server(1, {"-B", "binary"});
+    const int fd = server.Connect();
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "version\r\n", 1), "");
+    close(fd);
+    const int bin = server.Connect();
+    ASSERT_GE(bin, 0);
+    const std::string noop = RoundTrip(bin, BinaryHeader(0x0a), 24);  // NOOP
+    ASSERT_EQ(noop.size(), 24u);
+    EXPECT_EQ(static_cast<uint8_t>(noop[0]), 0x81);
+    close(bin);
+  }
+  ServerProcess server(1, {"-B", "ascii"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(RoundTrip(fd, BinaryHeader(0x0a) + "\r\n", 7), "ERROR\r\n");
+  EXPECT_EQ(StatValue(fd, "stats settings", "binding_protocol"), "ascii");
+  close(fd);
+}
+
+// -d: the command returns once the daemon listens; -P names its pid, which serves
+// and stops on SIGTERM, removing the file. A daemon that cannot start fails the
+// command instead, with its error.
+TEST(FlagsTest, DaemonReturnsWhenListeningAndWritesItsPid) {
+  const std::string pid_file = TempPath("memcached_flags_test.pid");
+  unlink(pid_file.c_str());
+  const uint16_t port = FreePort();
+  std::string out;
+  ASSERT_EQ(RunCommand(absl::StrCat(ServerPath(), " -d -t 1 -p ", port, " -P ", pid_file), &out),
+            0)
+      << out;
+  int pid = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pid_file)), &pid))
+      << "pid file: " << ReadFile(pid_file);
+  ASSERT_GT(pid, 1);
+  const int fd = Connect(port);  // no waiting: it listens already
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) {
+    EXPECT_EQ(StatValue(fd, "stats", "pid"), std::to_string(pid));
+    // Another daemon on the same port cannot start, and says why.
+    std::string busy;
+    EXPECT_EQ(RunCommand(absl::StrCat(ServerPath(), " -d -t 1 -p ", port), &busy), 1) << busy;
+    EXPECT_NE(busy.find("memcached:"), std::string::npos) << busy;
+    close(fd);
+  }
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!ProcessGone(pid) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(ProcessGone(pid));
+  if (!ProcessGone(pid)) kill(pid, SIGKILL);
+  EXPECT_EQ(ReadFile(pid_file), "") << "the pid file outlived the daemon";
+}
+
+// Whether this process could take `uid`'s identity (a root test run inside a user
+// namespace, such as Bazel's sandbox, cannot).
+bool CanBecome(uid_t uid, gid_t gid) {
+  const pid_t child = fork();
+  if (child == 0) _exit(setgroups(0, nullptr) == 0 && setgid(gid) == 0 && setuid(uid) == 0 ? 0 : 1);
+  int status = 0;
+  return child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+}
+
+// -u as root: the server listens as root, then runs as that user.
+TEST(FlagsTest, UserFlagDropsRootPrivileges) {
+  if (geteuid() != 0) GTEST_SKIP() << "not root: -u is ignored then, as in memcached";
+  const passwd* nobody = getpwnam("nobody");
+  if (nobody == nullptr) GTEST_SKIP() << "no user 'nobody' here";
+  const uid_t uid = nobody->pw_uid;
+  if (!CanBecome(uid, nobody->pw_gid)) {
+    GTEST_SKIP() << "root here cannot change identity (a user namespace without that mapping)";
+  }
+  ServerProcess server(2, {"-u", "nobody"});
+  const std::string status = ReadFile(absl::StrCat("/proc/", server.pid(), "/status"));
+  EXPECT_NE(status.find(absl::StrCat("\nUid:\t", uid, "\t", uid, "\t", uid)), std::string::npos)
+      << status;
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(RoundTrip(fd, "set u 0 0 1\r\nx\r\n", 8), "STORED\r\n");
+  close(fd);
+  std::string out;
+  EXPECT_EQ(RunCommand(absl::StrCat(ServerPath(), " -t 1 -p ", FreePort(),
+                                    " -u no-such-user-here"),
+                       &out),
+            1);
+  EXPECT_NE(out.find("can't find the user no-such-user-here"), std::string::npos) << out;
+}
+
+// -s with -a: the socket file gets the mask; -b is the listen backlog.
+TEST(FlagsTest, UnixSocketMaskAndBacklog) {
+  // Not under TEST_TMPDIR: a UNIX socket path must fit in 108 bytes.
+  const std::string path = absl::StrCat("/tmp/evactor_flags_test_", getpid(), ".sock");
+  ServerProcess server(1, {"-s", path, "-a", "770", "-b", "64"});
+  struct stat st{};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0770u);
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(StatValue(fd, "stats settings", "umask"), "770");
+  EXPECT_EQ(StatValue(fd, "stats settings", "tcp_backlog"), "64");
+  EXPECT_EQ(StatValue(fd, "stats settings", "domain_socket"), path);
+  close(fd);
+  unlink(path.c_str());  // the server leaves it, as memcached does
+}
+
+// -o idle_timeout=1: a silent connection is closed after about a second; one that
+// keeps talking is not.
+TEST(FlagsTest, IdleTimeoutClosesIdleConnections) {
+  ServerProcess server(1, {"-o", "idle_timeout=1"});
+  const int idle = server.Connect();
+  const int busy = server.Connect();
+  ASSERT_GE(idle, 0);
+  ASSERT_GE(busy, 0);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 8; ++i) {  // 2 s of requests on `busy`
+    EXPECT_EQ(RoundTrip(busy, "mn\r\n", 4), "MN\r\n");
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  char c;
+  EXPECT_EQ(read(idle, &c, 1), 0);  // closed by then (the read timeout is 10 s)
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Milliseconds(900));
+  EXPECT_LT(waited, absl::Seconds(6));
+  EXPECT_EQ(RoundTrip(busy, "mn\r\n", 4), "MN\r\n");
+  EXPECT_EQ(StatValue(busy, "stats settings", "idle_timeout"), "1");
+  close(idle);
+  close(busy);
+}
+
+// memcached's flags for parts this server does not have are accepted and ignored;
+// those that would change what clients rely on are refused with a reason; -V prints
+// the version.
+TEST(FlagsTest, TuningFlagsAreIgnoredAndUnsupportedOnesRefused) {
+  {
+    ServerProcess server(1, {"-U", "0", "-f", "1.25", "-n", "48", "-L", "-o",
+                             "hashpower=20,no_lru_crawler,slab_chunk_max=512,modern"});
+    const int fd = server.Connect();
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "mn\r\n", 4), "MN\r\n");
+    close(fd);
+  }
+  struct Refused {
+    std::string flags;
+    std::string says;
+  };
+  for (const Refused& r : {Refused{"-U 11211", "UDP is not supported"},
+                           Refused{"-M", "-M is not supported"},
+                           Refused{"-C", "-C is not supported"},
+                           Refused{"-S", "-S is not supported"},
+                           Refused{"-o no_such_option", "bad -o option"},
+                           Refused{"-R 0", "bad -R"},
+                           Refused{"stray", "unexpected argument"}}) {
+    std::string out;
+    EXPECT_EQ(RunCommand(absl::StrCat(ServerPath(), " -p ", FreePort(), " ", r.flags), &out), 2)
+        << r.flags;
+    EXPECT_NE(out.find(r.says), std::string::npos) << r.flags << ": " << out;
+  }
+  std::string version;
+  EXPECT_EQ(RunCommand(ServerPath() + " -V", &version), 0);
+  EXPECT_EQ(version.rfind("memcached 1.6.18", 0), 0u) << version;
+}
+
+}  // namespace
