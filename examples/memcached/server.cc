@@ -147,14 +147,7 @@ class Connection {
                               .enable_shutdown = server_->config().enable_shutdown}),
         socket_(std::make_unique<BufferedSocket>(Shard::Current()->loop(), fd)) {
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
-                          [this](BufferedSocket&, uint32_t what, int error) {
-                            if ((what & kBevError) && error != 0 &&
-                                server_->verbosity.load(std::memory_order_relaxed) > 0) {
-                              fprintf(stderr, "<%d %s error: %s\n", fd_,
-                                      (what & kBevWriting) ? "write" : "read", strerror(error));
-                            }
-                            if (what & (kBevEof | kBevError | kBevTimeout)) Close();
-                          });
+                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
     if (server_->config().idle_timeout > absl::ZeroDuration()) {
       socket_->SetTimeouts(server_->config().idle_timeout, std::nullopt);
     }
@@ -228,12 +221,52 @@ class Connection {
     RunRequests();  // may destroy this
   }
 
+  void OnEvent(uint32_t what, int error) {
+    if ((what & kBevError) && error != 0 &&
+        server_->verbosity.load(std::memory_order_relaxed) > 0) {
+      fprintf(stderr, "<%d %s error: %s\n", fd_, (what & kBevWriting) ? "write" : "read",
+              strerror(error));
+    }
+    if (what == (kBevReading | kBevEof) && !closing_) {
+      // The client finished sending (say a pipeline, then shutdown): answer all it
+      // sent, as memcached does, then close once the answers are written.
+      return AnswerAllThenClose();
+    }
+    if (what & (kBevEof | kBevError | kBevTimeout)) Close();
+  }
+
+  // Closes once the output has reached the kernel (quit, or the client's EOF after a
+  // pipeline): at once when it has, else when the socket's write callback says it
+  // drained; nothing more is read meanwhile. A client that never reads keeps the
+  // connection until it closes its end. May destroy this.
+  void CloseWhenWritten() {
+    if (socket_->output().size() == 0 || !socket_->Flush().ok() ||
+        socket_->output().size() == 0) {
+      return Close();
+    }
+    closing_ = true;
+    socket_->Disable(kBevReading);
+    socket_->SetCallbacks(
+        nullptr, [this](BufferedSocket&) { Close(); },
+        [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+  }
+
+  // After the peer's EOF: runs every request still buffered (yielded ones too), then
+  // closes once every answer, those from other shards included, is written. May
+  // destroy this.
+  void AnswerAllThenClose() {
+    peer_done_ = true;
+    close_after_direct_ = true;  // FlushSlots closes once the slots are drained
+    RunRequests();
+  }
+
   // Runs the complete requests the parser holds, at most Config::reqs_per_event of
   // them (the rest go to Continue), then writes. May destroy this.
   void RunRequests() {
     // Read once per batch: verbosity 0 costs one relaxed load per read.
     const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
-    uint32_t budget = std::max<uint32_t>(server_->config().reqs_per_event, 1);
+    uint32_t budget =
+        peer_done_ ? UINT32_MAX : std::max<uint32_t>(server_->config().reqs_per_event, 1);
     bool left = false;  // budget spent with requests still buffered
     if (binary_ != nullptr) {
       BinaryRequest request;
@@ -661,15 +694,13 @@ class Connection {
       slots_.pop_front();
       ++base_seq_;
       if (close_after) {
-        socket_->Flush().IgnoreError();
-        return Close();
+        return CloseWhenWritten();
       }
       // Once the slots are drained, answers computed meanwhile follow them.
       if (slots_.empty() && !direct_.empty()) WriteDirect();
     }
     if (close_after_direct_ && slots_.empty()) {
-      socket_->Flush().IgnoreError();
-      return Close();
+      return CloseWhenWritten();
     }
     // With the iteration's other replies, in one submission (io/send_batch.h).
     if (wrote) socket_->FlushAtEndOfIteration();
@@ -699,6 +730,8 @@ class Connection {
   uint8_t misplaced_ = 0;  // placement checks in a row that named another shard
   int move_to_ = -1;       // shard to move to at the next read, or -1
   bool yielded_ = false;   // a Continue is deferred (Config::reqs_per_event)
+  bool peer_done_ = false;  // EOF came with requests to answer (AnswerAllThenClose)
+  bool closing_ = false;    // CloseWhenWritten: waiting for the output to drain
 };
 
 ShardState::~ShardState() = default;

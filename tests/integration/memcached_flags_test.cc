@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,6 +73,34 @@ TEST(FlagsTest, MaxReqsPerEventYieldsAndKeepsOrder) {
   EXPECT_EQ(StatValue(fd2, "stats", "conn_yields"), "0");
   EXPECT_EQ(StatValue(fd2, "stats settings", "reqs_per_event"), "20");
   close(fd2);
+}
+
+// A client that pipelines many requests and then shuts its side down (or ends with
+// quit) gets every answer before the server closes: the requests left after each
+// -R turn, and answers larger than the socket buffer, are not lost at the EOF.
+TEST(FlagsTest, EveryPipelinedRequestIsAnsweredBeforeTheClose) {
+  for (const char* per_event : {"1", "20"}) {
+    ServerProcess server(2, {"-R", per_event});
+    for (const bool quit : {false, true}) {
+      const int fd = server.Connect();
+      ASSERT_GE(fd, 0);
+      std::string burst;
+      std::string want;
+      const std::string value(100, 'v');
+      for (int i = 0; i < 2000; ++i) {
+        absl::StrAppend(&burst, "set p", i, " 0 0 100\r\n", value, "\r\nget p", i, "\r\n");
+        absl::StrAppend(&want, "STORED\r\nVALUE p", i, " 0 100\r\n", value, "\r\nEND\r\n");
+      }
+      if (quit) burst += "quit\r\n";
+      ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
+      if (!quit) shutdown(fd, SHUT_WR);
+      // Everything, then the server's close.
+      const std::string got = ReadExactly(fd, want.size() + 1);
+      EXPECT_EQ(got.size(), want.size()) << "-R " << per_event << (quit ? " quit" : " EOF");
+      EXPECT_TRUE(got == want) << "-R " << per_event << (quit ? " quit" : " EOF");
+      close(fd);
+    }
+  }
 }
 
 // -F: flush_all is refused (noreply silences the refusal), nothing is flushed, and the
