@@ -4,7 +4,8 @@
 //          [-c conns] [-I item_size] [-R reqs_per_event] [-b backlog] [-B protocol]
 //          [-A] [-F] [-U 0] [-d] [-P pidfile] [-u user] [-k] [-r] [-v|-vv] [-V] [-h]
 //          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S,
-//              affinity=auto|on|off,rebalance_ms=N,reuse_port,idle_timeout=S]
+//              affinity=auto|on|off,rebalance_ms=N,reuse_port,idle_timeout=S,
+//              max_unsent_output=SIZE]
 //
 // memcached 1.6's flags and long options, so that memcached's own init scripts and
 // configuration files (Debian's /etc/memcached.conf: -d -m -p -u -l -P) start this
@@ -94,6 +95,9 @@ void Usage(FILE* to) {
           "             reuse_port         one SO_REUSEPORT listener per thread instead of\n"
           "                                one thread that hands connections out\n"
           "             idle_timeout=<s>   close connections idle this long (default 0: never)\n"
+          "             max_unsent_output=<size>  a connection whose client has not read\n"
+          "                                this much of its answers waits, reading nothing,\n"
+          "                                until it has (default 4m; at least 64k)\n"
           "             memcached's slab and LRU tuning options (hashpower, slab_chunk_max,\n"
           "             hot_lru_pct, lru_crawler, ...) are accepted and ignored\n"
           "Not supported (refused): -M, -C, -S, -Z, -Y, -e, -D, UDP.\n",
@@ -138,7 +142,8 @@ bool IsMemcachedTuningOption(absl::string_view name) {
 }
 
 // -o store=shared|partitioned,stripes=N,lru_bump_interval=S,affinity=auto|on|off,
-//    rebalance_ms=N,reuse_port,idle_timeout=S (and memcached's tuning options).
+//    rebalance_ms=N,reuse_port,idle_timeout=S,max_unsent_output=SIZE (and memcached's
+//    tuning options).
 bool ParseExtended(const char* text, Config* config) {
   for (absl::string_view option : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     const size_t eq = option.find('=');
@@ -163,6 +168,8 @@ bool ParseExtended(const char* text, Config* config) {
       config->rebalance_interval = absl::Milliseconds(static_cast<int64_t>(n));
     } else if (name == "reuse_port" && eq == absl::string_view::npos) {
       config->reuse_port = true;
+    } else if (name == "max_unsent_output" && ParseSize(value.c_str(), &config->max_unsent_output) &&
+               config->max_unsent_output >= (size_t{64} << 10)) {
     } else if (name == "idle_timeout" && ParseNumber(value.c_str(), 0, 86400 * 365, &n)) {
       config->idle_timeout = absl::Seconds(static_cast<int64_t>(n));
     } else if (IsMemcachedTuningOption(name)) {

@@ -1341,6 +1341,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "limit_maxbytes", store.limit_maxbytes);
       AppendStat(out, "threads", server.threads);
       AppendStat(out, "conn_yields", server.conn_yields);
+      AppendStat(out, "conn_throttles", server.conn_throttles);
       AppendStat(out, "bytes", store.bytes);
       AppendStat(out, "curr_items", store.curr_items);
       AppendStat(out, "total_items", store.total_items);
@@ -1373,6 +1374,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "reuse_port", server.reuse_port ? "yes" : "no");
       AppendStat(out, "affinity", server.affinity);
       AppendStat(out, "rebalance_ms", server.rebalance_ms);
+      AppendStat(out, "max_unsent_output", server.max_unsent_output);
       AppendStat(out, "shard_cpus", server.shard_cpus);
       break;
     case StatsGroup::kItems:

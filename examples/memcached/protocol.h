@@ -324,7 +324,8 @@ struct ServerStats {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t threads = 0;
-  uint64_t conn_yields = 0;  // connections that yielded at the -R limit
+  uint64_t conn_yields = 0;     // connections that yielded at the -R limit
+  uint64_t conn_throttles = 0;  // evactor: waits for a client to read its answers
   uint64_t tcp_port = 0;
   uint64_t item_size_max = size_t{1} << 20;
   std::string shard_cpus = "none";  // evactor: the CPU of each shard ("0,1"), or "none"
@@ -344,6 +345,7 @@ struct ServerStats {
   bool flush_enabled = true;                // -F
   uint64_t idle_timeout = 0;                // -o idle_timeout (seconds)
   bool shutdown_command = false;            // -A
+  uint64_t max_unsent_output = 4 << 20;     // evactor: -o max_unsent_output
 };
 
 // Appends the response to "stats <group>" — STAT lines in memcached's order, then END —

@@ -61,6 +61,7 @@ class ShardState {
   void Deliver(uint64_t id, uint64_t seq, std::string bytes);
   // Runs the rest of connection `id`'s buffered requests (Config::reqs_per_event).
   void Continue(uint64_t id);
+  bool Has(uint64_t id) const { return conns_.contains(id); }
   int shard() const { return shard_; }
   Server* server() const { return server_; }
   // For calls deferred on this shard's loop: expires when this state is destroyed
@@ -162,7 +163,11 @@ class Connection {
     Slot& slot = slots_[seq - base_seq_];
     slot.bytes = std::move(bytes);
     slot.ready = true;
-    FlushSlots();
+    if (!throttled_) return FlushSlots();  // may destroy this
+    const uint64_t id = id_;
+    ShardState* state = state_;
+    FlushSlots();  // may destroy this
+    if (state->Has(id)) Unthrottle();
   }
 
   // Takes over a connection another shard read `pending` from (idle there).
@@ -256,8 +261,7 @@ class Connection {
   // destroy this.
   void AnswerAllThenClose() {
     peer_done_ = true;
-    close_after_direct_ = true;  // FlushSlots closes once the slots are drained
-    RunRequests();
+    RunRequests();  // once drained it sets close_after_direct_: FlushSlots closes then
   }
 
   // Runs the complete requests the parser holds, at most Config::reqs_per_event of
@@ -265,16 +269,24 @@ class Connection {
   void RunRequests() {
     // Read once per batch: verbosity 0 costs one relaxed load per read.
     const bool verbose = server_->verbosity.load(std::memory_order_relaxed) > 1;
-    uint32_t budget =
-        peer_done_ ? UINT32_MAX : std::max<uint32_t>(server_->config().reqs_per_event, 1);
-    bool left = false;  // budget spent with requests still buffered
+    uint32_t budget = std::max<uint32_t>(server_->config().reqs_per_event, 1);
+    enum class Stop : uint8_t { kDrained, kBudget, kThrottled };
+    Stop stop = Stop::kDrained;
+    auto may_run = [&](size_t buffered) {
+      if (buffered == 0) return false;
+      if (Throttled()) {
+        stop = Stop::kThrottled;
+        return false;
+      }
+      if (budget-- == 0) {
+        stop = Stop::kBudget;
+        return false;
+      }
+      return true;
+    };
     if (binary_ != nullptr) {
       BinaryRequest request;
-      while (!close_pending_) {
-        if (budget-- == 0) {
-          left = binary_->buffered() > 0;
-          break;
-        }
+      while (!close_pending_ && may_run(binary_->buffered())) {
         const ParseStatus status = binary_->Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // bad magic or body: no reply
@@ -286,11 +298,7 @@ class Connection {
       }
     } else {
       Request request;
-      while (!close_pending_) {
-        if (budget-- == 0) {
-          left = parser_.buffered() > 0;
-          break;
-        }
+      while (!close_pending_ && may_run(parser_.buffered())) {
         const ParseStatus status = parser_.Next(&request);
         if (status == ParseStatus::kNeedMore) break;
         if (status == ParseStatus::kClose) return Close();  // line too long: no reply
@@ -316,14 +324,58 @@ class Connection {
       }
     }
     if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
-    if (left && !yielded_) {
-      yielded_ = true;
-      server_->conn_yields.fetch_add(1, std::memory_order_relaxed);
-      Shard::Current()->loop().Defer([state = state_->weak_self(), id = id_] {
-        if (std::shared_ptr<ShardState*> alive = state.lock()) (*alive)->Continue(id);
-      });
+    switch (stop) {
+      case Stop::kBudget:
+        if (!yielded_) {
+          yielded_ = true;
+          server_->conn_yields.fetch_add(1, std::memory_order_relaxed);
+          Shard::Current()->loop().Defer([state = state_->weak_self(), id = id_] {
+            if (std::shared_ptr<ShardState*> alive = state.lock()) (*alive)->Continue(id);
+          });
+        }
+        break;
+      case Stop::kThrottled:
+        Throttle();
+        break;
+      case Stop::kDrained:
+        // After the client's EOF: every request it sent has run; close once written.
+        if (peer_done_) close_after_direct_ = true;
+        break;
     }
     FlushSlots();  // may destroy this (quit)
+  }
+
+  // Backpressure. A client that sends requests faster than it reads the answers (a
+  // pipeline it never reads) must not make the server buffer without bound: requests
+  // stop running while the connection's unsent answers exceed
+  // Config::max_unsent_output, or kMaxWaitingSlots answers wait on other shards.
+  // Reading stops too, so that TCP pushes back on the client. Both resume when the
+  // output has drained to half the limit (the socket's write callback) or, for
+  // slots, when answers arrive (Complete).
+  static constexpr size_t kMaxWaitingSlots = 1024;
+  bool Throttled() const {
+    return direct_.size() + socket_->output().size() > server_->config().max_unsent_output ||
+           slots_.size() >= kMaxWaitingSlots;
+  }
+  void Throttle() {
+    if (throttled_) return;
+    throttled_ = true;
+    server_->conn_throttles.fetch_add(1, std::memory_order_relaxed);
+    socket_->Disable(kBevReading);
+    socket_->SetWatermark(kBevWriting, server_->config().max_unsent_output / 2, 0);
+    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); },
+                          [this](BufferedSocket&) { Unthrottle(); },
+                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+  }
+  // May destroy this.
+  void Unthrottle() {
+    if (!throttled_ || closing_ || Throttled()) return;
+    throttled_ = false;
+    socket_->SetWatermark(kBevWriting, 0, 0);
+    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
+                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+    if (!peer_done_) socket_->Enable(kBevReading).IgnoreError();
+    RunRequests();
   }
 
   // Locality (Config::affinity): a client may have moved to another CPU since its
@@ -732,6 +784,7 @@ class Connection {
   bool yielded_ = false;   // a Continue is deferred (Config::reqs_per_event)
   bool peer_done_ = false;  // EOF came with requests to answer (AnswerAllThenClose)
   bool closing_ = false;    // CloseWhenWritten: waiting for the output to drain
+  bool throttled_ = false;  // Throttle: waiting for the client to read
 };
 
 ShardState::~ShardState() = default;
@@ -828,6 +881,8 @@ ServerStats Server::Stats() const {
   s.bytes_written = bytes_written.load(std::memory_order_relaxed);
   s.threads = static_cast<uint64_t>(runtime_->size());
   s.conn_yields = conn_yields.load(std::memory_order_relaxed);
+  s.conn_throttles = conn_throttles.load(std::memory_order_relaxed);
+  s.max_unsent_output = config_.max_unsent_output;
   s.tcp_port = !config_.unix_socket.empty() ? 0 : l != nullptr ? l->address().port() : config_.port;
   s.item_size_max = config_.max_item_size;
   s.shard_cpus = ShardCpus();

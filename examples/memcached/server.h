@@ -109,6 +109,12 @@ struct Config {
   bool flush_enabled = true;
   // -a: permission bits of the UNIX socket (-s).
   uint32_t unix_mask = 0700;
+  // Backpressure (-o max_unsent_output=N): while a connection has more than this
+  // many bytes of answers its client has not read yet, its next requests wait and
+  // nothing more is read from it (TCP then slows the client down), so that a client
+  // that pipelines without reading cannot make the server buffer without bound.
+  // One request's answer may exceed it (a get of a large item). At least 64 KiB.
+  size_t max_unsent_output = size_t{4} << 20;
   // -o idle_timeout=S: a connection that sends nothing for this long is closed.
   // Zero: never (memcached's default).
   absl::Duration idle_timeout = absl::ZeroDuration();
@@ -169,6 +175,9 @@ class Server {
   std::atomic<uint64_t> bytes_written{0};
   // Times a connection yielded with requests left (Config::reqs_per_event).
   std::atomic<uint64_t> conn_yields{0};
+  // Times a connection stopped running requests until its client read its answers
+  // (Config::max_unsent_output).
+  std::atomic<uint64_t> conn_throttles{0};
 
  private:
   explicit Server(const Config& config) : config_(config) {}

@@ -103,6 +103,59 @@ TEST(FlagsTest, EveryPipelinedRequestIsAnsweredBeforeTheClose) {
   }
 }
 
+// The server's resident memory in bytes (VmRSS), or 0.
+size_t ResidentBytes(pid_t pid) {
+  const std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  const size_t at = status.find("VmRSS:");
+  if (at == std::string::npos) return 0;
+  size_t kb = 0;
+  const size_t end = status.find('\n', at);
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::StripSuffix(
+                            status.substr(at + 6, end - at - 6), "kB")),
+                        &kb)) {
+    return 0;
+  }
+  return kb << 10;
+}
+
+// Backpressure (-o max_unsent_output): a client that pipelines gets of a large value
+// and reads nothing costs the server about the limit, not the answers' total (here
+// 200 MB); once it reads, every answer arrives, in order. Both store layouts.
+TEST(FlagsTest, AClientThatDoesNotReadIsThrottledNotBuffered) {
+  for (const char* layout : {"store=shared", "store=partitioned"}) {
+    ServerProcess server(2, {"-m", "64", "-o", absl::StrCat(layout, ",max_unsent_output=256k")});
+    const int fd = server.Connect();
+    ASSERT_GE(fd, 0);
+    const std::string value(100000, 'b');
+    ASSERT_EQ(RoundTrip(fd, absl::StrCat("set big 0 0 ", value.size(), "\r\n", value, "\r\n"), 8),
+              "STORED\r\n");
+    const size_t before = ResidentBytes(server.pid());
+    std::string gets;
+    for (int i = 0; i < 2000; ++i) gets += "get big\r\n";
+    ASSERT_EQ(write(fd, gets.data(), gets.size()), static_cast<ssize_t>(gets.size()));
+    absl::SleepFor(absl::Milliseconds(500));  // the server runs what it may meanwhile
+    const size_t during = ResidentBytes(server.pid());
+    EXPECT_LT(during, before + (32u << 20)) << layout << ": " << before << " -> " << during;
+    const int probe = server.Connect();
+    ASSERT_GE(probe, 0);
+    uint64_t throttles = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(StatValue(probe, "stats", "conn_throttles"), &throttles));
+    EXPECT_GE(throttles, 1u) << layout;
+    EXPECT_EQ(StatValue(probe, "stats settings", "max_unsent_output"), "262144");
+    close(probe);
+    // Now read: all 2000 answers, whole.
+    const std::string one = absl::StrCat("VALUE big 0 ", value.size(), "\r\n", value, "\r\nEND\r\n");
+    size_t matched = 0;
+    for (int i = 0; i < 2000; ++i) {
+      if (ReadExactly(fd, one.size()) != one) break;
+      ++matched;
+    }
+    EXPECT_EQ(matched, 2000u) << layout;
+    EXPECT_EQ(RoundTrip(fd, "mn\r\n", 4), "MN\r\n");  // and it serves on
+    close(fd);
+  }
+}
+
 // -F: flush_all is refused (noreply silences the refusal), nothing is flushed, and the
 // binary FLUSH gets memcached's status 0x20.
 TEST(FlagsTest, DisableFlushAllRefusesFlushes) {

@@ -775,6 +775,7 @@ TEST(StatsSettingsTest, ReportTheConfiguration) {
   server.flush_enabled = false;
   server.idle_timeout = 30;
   server.shutdown_command = true;
+  server.max_unsent_output = 65536;
   StoreStats store;
   store.limit_maxbytes = 1 << 20;
   std::string out;
@@ -787,7 +788,8 @@ TEST(StatsSettingsTest, ReportTheConfiguration) {
             "STAT item_size_max 4096\r\nSTAT flush_enabled no\r\nSTAT idle_timeout 30\r\n"
             "STAT shutdown_command yes\r\nSTAT store partitioned\r\nSTAT stripes 0\r\n"
             "STAT lru_bump_interval 5\r\nSTAT reuse_port yes\r\nSTAT affinity off\r\n"
-            "STAT rebalance_ms 250\r\nSTAT shard_cpus none\r\nEND\r\n");
+            "STAT rebalance_ms 250\r\nSTAT max_unsent_output 65536\r\n"
+            "STAT shard_cpus none\r\nEND\r\n");
 }
 
 TEST_F(ProtocolTest, Stats) {
