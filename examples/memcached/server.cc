@@ -162,6 +162,7 @@ class Connection {
     }
     Slot& slot = slots_[seq - base_seq_];
     slot.bytes = std::move(bytes);
+    slot_bytes_ += slot.bytes.size();
     slot.ready = true;
     if (!throttled_) return FlushSlots();  // may destroy this
     const uint64_t id = id_;
@@ -324,6 +325,9 @@ class Connection {
       }
     }
     if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
+    // A request still being received (a large data block) never holds reading back.
+    input_held_ = stop != Stop::kDrained && UnrunInput() > kMaxUnrunInput;
+    UpdateReading();
     switch (stop) {
       case Stop::kBudget:
         if (!yielded_) {
@@ -347,21 +351,42 @@ class Connection {
 
   // Backpressure. A client that sends requests faster than it reads the answers (a
   // pipeline it never reads) must not make the server buffer without bound: requests
-  // stop running while the connection's unsent answers exceed
+  // stop running while the connection's unsent answers (slots included) exceed
   // Config::max_unsent_output, or kMaxWaitingSlots answers wait on other shards.
   // Reading stops too, so that TCP pushes back on the client. Both resume when the
   // output has drained to half the limit (the socket's write callback) or, for
   // slots, when answers arrive (Complete).
-  static constexpr size_t kMaxWaitingSlots = 1024;
+  static constexpr size_t kMaxWaitingSlots = 64;
+  // Input side: when requests are left to run (the -R turn ended, or the output
+  // throttle) and more than this many bytes wait unparsed, reading stops until they
+  // have run: a client that pipelines faster than its turns run cannot make the
+  // parser buffer grow without bound (memcached reads only when no complete request
+  // is buffered).
+  static constexpr size_t kMaxUnrunInput = size_t{64} << 10;
+  size_t UnrunInput() const {
+    return binary_ != nullptr ? binary_->buffered() : parser_.buffered();
+  }
+  // Reads while nothing above holds it back.
+  void UpdateReading() {
+    const bool want = !throttled_ && !closing_ && !peer_done_ && !input_held_;
+    if (want == reading_) return;
+    reading_ = want;
+    if (want) {
+      socket_->Enable(kBevReading).IgnoreError();
+    } else {
+      socket_->Disable(kBevReading);
+    }
+  }
   bool Throttled() const {
-    return direct_.size() + socket_->output().size() > server_->config().max_unsent_output ||
+    return direct_.size() + slot_bytes_ + socket_->output().size() >
+               server_->config().max_unsent_output ||
            slots_.size() >= kMaxWaitingSlots;
   }
   void Throttle() {
     if (throttled_) return;
     throttled_ = true;
     server_->conn_throttles.fetch_add(1, std::memory_order_relaxed);
-    socket_->Disable(kBevReading);
+    UpdateReading();
     socket_->SetWatermark(kBevWriting, server_->config().max_unsent_output / 2, 0);
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); },
                           [this](BufferedSocket&) { Unthrottle(); },
@@ -374,7 +399,7 @@ class Connection {
     socket_->SetWatermark(kBevWriting, 0, 0);
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
                           [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
-    if (!peer_done_) socket_->Enable(kBevReading).IgnoreError();
+    UpdateReading();
     RunRequests();
   }
 
@@ -660,6 +685,7 @@ class Connection {
     if (server_->verbosity.load(std::memory_order_relaxed) > 1) [[unlikely]] LogResponse(out);
     Slot& slot = slots_[seq - base_seq_];
     slot.bytes = std::move(out);
+    slot_bytes_ += slot.bytes.size();
     slot.ready = true;
   }
 
@@ -743,6 +769,7 @@ class Connection {
         wrote = true;
       }
       const bool close_after = slot.close_after;
+      slot_bytes_ -= slot.bytes.size();
       slots_.pop_front();
       ++base_seq_;
       if (close_after) {
@@ -785,6 +812,9 @@ class Connection {
   bool peer_done_ = false;  // EOF came with requests to answer (AnswerAllThenClose)
   bool closing_ = false;    // CloseWhenWritten: waiting for the output to drain
   bool throttled_ = false;  // Throttle: waiting for the client to read
+  bool reading_ = true;     // kBevReading enabled (UpdateReading)
+  bool input_held_ = false;  // requests left to run over kMaxUnrunInput
+  size_t slot_bytes_ = 0;    // answers in slots, not yet in the socket's output
 };
 
 ShardState::~ShardState() = default;

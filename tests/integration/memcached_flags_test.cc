@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -154,6 +157,72 @@ TEST(FlagsTest, AClientThatDoesNotReadIsThrottledNotBuffered) {
     EXPECT_EQ(RoundTrip(fd, "mn\r\n", 4), "MN\r\n");  // and it serves on
     close(fd);
   }
+}
+
+// A client that pipelines faster than its -R turns run, while reading every answer:
+// the server reads it at the pace it serves it (its memory stays put), and at the
+// client's EOF every request it sent has an answer.
+TEST(FlagsTest, AFastPipelineIsReadAtThePaceItIsServed) {
+  ServerProcess server(1, {});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  const size_t before = ResidentBytes(server.pid());
+  std::atomic<size_t> answered{0};
+  std::thread reader([fd, &answered] {
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) answered += static_cast<size_t>(n);
+  });
+  std::string block;
+  for (int i = 0; i < 16384; ++i) block += "mn\r\n";
+  size_t sent = 0;
+  size_t peak = before;
+  const absl::Time until = absl::Now() + absl::Milliseconds(1500);
+  while (absl::Now() < until) {
+    const ssize_t n = send(fd, block.data(), block.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n) / 4 * 4;
+      if (static_cast<size_t>(n) % 4 != 0) {  // finish the request it cut
+        const size_t rest = 4 - static_cast<size_t>(n) % 4;
+        ASSERT_EQ(write(fd, block.data() + (n % 4), rest), static_cast<ssize_t>(rest));
+        sent += 4;
+      }
+    } else {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    peak = std::max(peak, ResidentBytes(server.pid()));
+  }
+  shutdown(fd, SHUT_WR);
+  reader.join();  // until the server's close
+  close(fd);
+  EXPECT_GT(sent, size_t{1} << 20);
+  EXPECT_LT(peak, before + (32u << 20)) << before << " -> " << peak;
+  EXPECT_EQ(answered.load(), sent);  // "MN\r\n" for every "mn\r\n"
+}
+
+// Large data blocks still arrive whole with one request per turn (a request being
+// received never holds reading back).
+TEST(FlagsTest, LargeValuesPipelinedWithOneRequestPerTurn) {
+  ServerProcess server(2, {"-R", "1", "-I", "2m", "-m", "128"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  const std::string value(1500000, 'z');
+  std::string burst;
+  std::string want;
+  for (int i = 0; i < 4; ++i) {
+    absl::StrAppend(&burst, "set z", i, " 0 0 ", value.size(), "\r\n", value, "\r\n");
+    want += "STORED\r\n";
+  }
+  for (int i = 0; i < 4; ++i) {
+    absl::StrAppend(&burst, "get z", i, "\r\n");
+    absl::StrAppend(&want, "VALUE z", i, " 0 ", value.size(), "\r\n", value, "\r\nEND\r\n");
+  }
+  std::thread writer([fd, &burst] {
+    ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
+  });
+  EXPECT_TRUE(ReadExactly(fd, want.size()) == want);
+  writer.join();
+  close(fd);
 }
 
 // -F: flush_all is refused (noreply silences the refusal), nothing is flushed, and the
