@@ -273,7 +273,19 @@ class Connection {
     uint32_t budget = std::max<uint32_t>(server_->config().reqs_per_event, 1);
     enum class Stop : uint8_t { kDrained, kBudget, kThrottled };
     Stop stop = Stop::kDrained;
+    if (pending_keys_ != nullptr && !Throttled()) {
+      const size_t stopped = RunKeysInChunks(pending_keys_->request(), pending_from_);
+      if (stopped < pending_keys_->request().keys.size()) {
+        pending_from_ = stopped;
+      } else {
+        pending_keys_.reset();
+      }
+    }
     auto may_run = [&](size_t buffered) {
+      if (pending_keys_ != nullptr) {  // a multi-key get still streaming: it goes first
+        stop = Stop::kThrottled;
+        return false;
+      }
       if (buffered == 0) return false;
       if (Throttled()) {
         stop = Stop::kThrottled;
@@ -433,6 +445,7 @@ class Connection {
                                  ? binary_->buffered() == 0 && !binary_->swallowing()
                                  : ascii_ && parser_.buffered() == 0 && !parser_.swallowing();
     if (!parser_idle || !slots_.empty() || !direct_.empty() || close_pending_ ||
+        pending_keys_ != nullptr ||
         socket_->output().size() != 0) {
       return false;
     }
@@ -535,6 +548,16 @@ class Connection {
       // -F: refused here, on no store.
       return Answer<P>(request, nullptr, ExecuteOptions{.flush_enabled = false});
     }
+    if constexpr (std::is_same_v<P, AsciiProtocol>) {
+      if (request.keys.size() > kKeysPerChunk && RouteOf(request) == Route::kKeys) [[unlikely]] {
+        const size_t stopped = RunKeysInChunks(request, 0);
+        if (stopped < request.keys.size()) {
+          pending_keys_ = std::make_unique<OwnedRequest>(request);  // the rest, next turn
+          pending_from_ = stopped;
+        }
+        return;
+      }
+    }
     if (server_->shared()) return DispatchShared<P>(request);
     Store& store = state_->store();
     const int here = state_->shard();
@@ -613,7 +636,7 @@ class Connection {
 
   // A multi-key get against the stripes: runs of consecutive keys in one stripe run
   // under one lock, in request order, then one END.
-  void SharedMultiGet(const Request& request) {
+  void SharedMultiGet(const Request& request, bool with_end = true) {
     const bool locking = server_->locking();
     const auto& keys = request.keys;
     size_t begin = 0;
@@ -624,7 +647,8 @@ class Connection {
       std::unique_lock<std::mutex> lock(stripe->mu, std::defer_lock);
       if (locking) lock.lock();
       if (begin == 0 && end == keys.size()) {
-        Answer<AsciiProtocol>(request, &stripe->store);  // one stripe: the common case
+        // One stripe: the common case.
+        Answer<AsciiProtocol>(request, &stripe->store, ExecuteOptions{.write_end = with_end});
         return;
       }
       Request part = request;  // views into the parser: valid during this call
@@ -632,7 +656,7 @@ class Connection {
       Answer<AsciiProtocol>(part, &stripe->store, ExecuteOptions{.write_end = false});
       begin = end;
     }
-    direct_.append(kEnd);
+    if (with_end) direct_.append(kEnd);
   }
 
   static std::string_view KeyOf(const Request& r) { return r.key(); }
@@ -640,7 +664,7 @@ class Connection {
 
   // get/gets/gat/gats with several keys: runs of consecutive keys with one owner keep
   // the VALUE lines in request order.
-  void MultiGet(const Request& request) {
+  void MultiGet(const Request& request, bool with_end = true) {
     Store& store = state_->store();
     const int here = state_->shard();
     const auto& keys = request.keys;
@@ -650,7 +674,8 @@ class Connection {
       size_t end = begin + 1;
       while (end < keys.size() && server_->Owner(keys[end]) == owner) ++end;
       if (owner == here && begin == 0 && end == keys.size()) {
-        Answer<AsciiProtocol>(request, &store);  // all ours: the common single-key get
+        // All ours: the common single-key get.
+        Answer<AsciiProtocol>(request, &store, ExecuteOptions{.write_end = with_end});
         return;
       }
       if (owner == here) {
@@ -668,11 +693,42 @@ class Connection {
       }
       begin = end;
     }
+    if (with_end) AppendEnd();
+  }
+
+  // The END of a multi-key get, behind any of its VALUE lines still on other shards.
+  void AppendEnd() {
     if (slots_.empty()) {
       direct_.append(kEnd);
     } else {
       Fill(NewSlot(), std::string(kEnd));
     }
+  }
+
+  // A get (gets, gat, gats) with more than kKeysPerChunk keys runs in chunks of that
+  // many, from key `from`; between chunks a connection over its output limit
+  // (Throttled), or waiting for a chunk's answer from another shard, stops. Returns where it stopped (keys.size(): done, END written), so
+  // that a get naming a large item thousands of times streams its answer as the
+  // client reads it instead of building it whole in memory.
+  static constexpr size_t kKeysPerChunk = 64;
+  size_t RunKeysInChunks(const Request& request, size_t from) {
+    const auto& keys = request.keys;
+    while (from < keys.size()) {
+      const size_t end = std::min(keys.size(), from + kKeysPerChunk);
+      Request part = request;  // views into `request`: valid during this call
+      part.keys.assign(keys.begin() + from, keys.begin() + end);
+      if (server_->shared()) {
+        SharedMultiGet(part, /*with_end=*/false);
+      } else {
+        MultiGet(part, /*with_end=*/false);
+      }
+      from = end;
+      // Over the limit, or a chunk's answer still on another shard (its size unknown
+      // until it arrives): the rest waits.
+      if (from < keys.size() && (Throttled() || !slots_.empty())) return from;
+    }
+    AppendEnd();
+    return from;
   }
 
   void WriteDirect() {
@@ -815,6 +871,10 @@ class Connection {
   bool reading_ = true;     // kBevReading enabled (UpdateReading)
   bool input_held_ = false;  // requests left to run over kMaxUnrunInput
   size_t slot_bytes_ = 0;    // answers in slots, not yet in the socket's output
+  // A multi-key get stopped by the output limit (RunKeysInChunks): its copy, and the
+  // first key still to run.
+  std::unique_ptr<OwnedRequest> pending_keys_;
+  size_t pending_from_ = 0;
 };
 
 ShardState::~ShardState() = default;

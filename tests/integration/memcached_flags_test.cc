@@ -155,6 +155,24 @@ TEST(FlagsTest, AClientThatDoesNotReadIsThrottledNotBuffered) {
     }
     EXPECT_EQ(matched, 2000u) << layout;
     EXPECT_EQ(RoundTrip(fd, "mn\r\n", 4), "MN\r\n");  // and it serves on
+
+    // One get naming the item 3000 times (300 MB of answer): it streams as the
+    // client reads, instead of being built whole.
+    std::string many = "get";
+    for (int i = 0; i < 3000; ++i) many += " big";
+    many += "\r\nmn\r\n";
+    ASSERT_EQ(write(fd, many.data(), many.size()), static_cast<ssize_t>(many.size()));
+    absl::SleepFor(absl::Milliseconds(500));
+    const size_t streaming = ResidentBytes(server.pid());
+    EXPECT_LT(streaming, before + (32u << 20)) << layout << ": " << before << " -> " << streaming;
+    const std::string value_line = absl::StrCat("VALUE big 0 ", value.size(), "\r\n", value, "\r\n");
+    matched = 0;
+    for (int i = 0; i < 3000; ++i) {
+      if (ReadExactly(fd, value_line.size()) != value_line) break;
+      ++matched;
+    }
+    EXPECT_EQ(matched, 3000u) << layout;
+    EXPECT_EQ(ReadExactly(fd, 9), "END\r\nMN\r\n") << layout;  // then the next request
     close(fd);
   }
 }
