@@ -150,7 +150,8 @@ class Connection {
     socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
                           [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
     if (server_->config().idle_timeout > absl::ZeroDuration()) {
-      socket_->SetTimeouts(server_->config().idle_timeout, std::nullopt);
+      // Idle both ways: no request for that long, or answers the client leaves unread.
+      socket_->SetTimeouts(server_->config().idle_timeout, server_->config().idle_timeout);
     }
     socket_->Enable(kBevReading).IgnoreError();
   }
@@ -243,8 +244,9 @@ class Connection {
 
   // Closes once the output has reached the kernel (quit, or the client's EOF after a
   // pipeline): at once when it has, else when the socket's write callback says it
-  // drained; nothing more is read meanwhile. A client that never reads keeps the
-  // connection until it closes its end. May destroy this.
+  // drained; nothing more is read meanwhile. A client that does not read them within
+  // kCloseLinger of the last progress is closed anyway. May destroy this.
+  static constexpr absl::Duration kCloseLinger = absl::Seconds(10);
   void CloseWhenWritten() {
     if (socket_->output().size() == 0 || !socket_->Flush().ok() ||
         socket_->output().size() == 0) {
@@ -252,6 +254,9 @@ class Connection {
     }
     closing_ = true;
     socket_->Disable(kBevReading);
+    const absl::Duration idle = server_->config().idle_timeout;
+    socket_->SetTimeouts(std::nullopt,
+                         idle > absl::ZeroDuration() ? std::min(idle, kCloseLinger) : kCloseLinger);
     socket_->SetCallbacks(
         nullptr, [this](BufferedSocket&) { Close(); },
         [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });

@@ -115,8 +115,9 @@ struct Config {
   // that pipelines without reading cannot make the server buffer without bound.
   // One request's answer may exceed it (a get of a large item). At least 64 KiB.
   size_t max_unsent_output = size_t{4} << 20;
-  // -o idle_timeout=S: a connection that sends nothing for this long is closed.
-  // Zero: never (memcached's default).
+  // -o idle_timeout=S: a connection that sends nothing for this long, or whose
+  // client leaves its answers unread for this long, is closed. Zero: never
+  // (memcached's default).
   absl::Duration idle_timeout = absl::ZeroDuration();
 };
 

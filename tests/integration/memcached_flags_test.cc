@@ -200,6 +200,36 @@ TEST(FlagsTest, AClientThatDoesNotReadIsThrottledNotBuffered) {
   }
 }
 
+// A client that ends a pipeline with quit and then never reads: the answers get ten
+// seconds without progress to drain, then the connection closes anyway.
+TEST(FlagsTest, AnUnreadAnswerBeforeQuitDoesNotHoldTheConnectionForever) {
+  // A limit above the 20 MB of answers, so that quit is reached (not the throttle)
+  // with more unsent than the kernel's socket buffers take.
+  ServerProcess server(1, {"-o", "max_unsent_output=64m"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  const std::string value(100000, 'q');
+  ASSERT_EQ(RoundTrip(fd, absl::StrCat("set q 0 0 ", value.size(), "\r\n", value, "\r\n"), 8),
+            "STORED\r\n");
+  std::string burst;
+  for (int i = 0; i < 200; ++i) burst += "get q\r\n";  // 20 MB of answers
+  burst += "quit\r\n";
+  ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
+  const int probe = server.Connect();
+  ASSERT_GE(probe, 0);
+  const absl::Time start = absl::Now();
+  std::string open = StatValue(probe, "stats", "curr_connections");
+  EXPECT_EQ(open, "2");
+  while (open == "2" && absl::Now() - start < absl::Seconds(20)) {
+    absl::SleepFor(absl::Milliseconds(250));
+    open = StatValue(probe, "stats", "curr_connections");
+  }
+  EXPECT_EQ(open, "1");
+  EXPECT_GE(absl::Now() - start, absl::Seconds(9));
+  close(probe);
+  close(fd);
+}
+
 // A client that pipelines faster than its -R turns run, while reading every answer:
 // the server reads it at the pace it serves it (its memory stays put), and at the
 // client's EOF every request it sent has an answer.
@@ -426,6 +456,33 @@ TEST(FlagsTest, UnixSocketMaskAndBacklog) {
   EXPECT_EQ(StatValue(fd, "stats settings", "domain_socket"), path);
   close(fd);
   unlink(path.c_str());  // the server leaves it, as memcached does
+}
+
+// -o idle_timeout also ends a connection whose client stopped reading: output that
+// makes no progress for that long closes it (here one throttled by the output limit).
+TEST(FlagsTest, IdleTimeoutClosesAClientThatStoppedReading) {
+  ServerProcess server(1, {"-o", "idle_timeout=1"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  const std::string value(100000, 'r');
+  ASSERT_EQ(RoundTrip(fd, absl::StrCat("set r 0 0 ", value.size(), "\r\n", value, "\r\n"), 8),
+            "STORED\r\n");
+  std::string burst;
+  for (int i = 0; i < 500; ++i) burst += "get r\r\n";  // 50 MB of answers, never read
+  ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
+  const int probe = server.Connect();
+  ASSERT_GE(probe, 0);
+  const absl::Time start = absl::Now();
+  std::string open = StatValue(probe, "stats", "curr_connections");
+  while (open == "2" && absl::Now() - start < absl::Seconds(10)) {
+    EXPECT_EQ(RoundTrip(probe, "mn\r\n", 4), "MN\r\n");  // the probe talks: it stays
+    absl::SleepFor(absl::Milliseconds(200));
+    open = StatValue(probe, "stats", "curr_connections");
+  }
+  EXPECT_EQ(open, "1");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
+  close(probe);
+  close(fd);
 }
 
 // -o idle_timeout=1: a silent connection is closed after about a second; one that
