@@ -200,6 +200,18 @@ TEST(FlagsTest, AClientThatDoesNotReadIsThrottledNotBuffered) {
   }
 }
 
+// Polls (talking on `probe`, which idle_timeout then spares) until `probe` is the
+// server's only connection; how long that took, or `limit`.
+absl::Duration WaitUntilAlone(int probe, absl::Duration limit) {
+  const absl::Time start = absl::Now();
+  while (absl::Now() - start < limit) {
+    if (StatValue(probe, "stats", "curr_connections") == "1") return absl::Now() - start;
+    EXPECT_EQ(RoundTrip(probe, "mn\r\n", 4), "MN\r\n");
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return limit;
+}
+
 // A client that ends a pipeline with quit and then never reads: the answers get ten
 // seconds without progress to drain, then the connection closes anyway.
 TEST(FlagsTest, AnUnreadAnswerBeforeQuitDoesNotHoldTheConnectionForever) {
@@ -217,15 +229,10 @@ TEST(FlagsTest, AnUnreadAnswerBeforeQuitDoesNotHoldTheConnectionForever) {
   ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
   const int probe = server.Connect();
   ASSERT_GE(probe, 0);
-  const absl::Time start = absl::Now();
-  std::string open = StatValue(probe, "stats", "curr_connections");
-  EXPECT_EQ(open, "2");
-  while (open == "2" && absl::Now() - start < absl::Seconds(20)) {
-    absl::SleepFor(absl::Milliseconds(250));
-    open = StatValue(probe, "stats", "curr_connections");
-  }
-  EXPECT_EQ(open, "1");
-  EXPECT_GE(absl::Now() - start, absl::Seconds(9));
+  EXPECT_EQ(StatValue(probe, "stats", "curr_connections"), "2");
+  const absl::Duration waited = WaitUntilAlone(probe, absl::Seconds(20));
+  EXPECT_GE(waited, absl::Seconds(9));
+  EXPECT_LT(waited, absl::Seconds(20)) << "still open";
   close(probe);
   close(fd);
 }
@@ -472,15 +479,7 @@ TEST(FlagsTest, IdleTimeoutClosesAClientThatStoppedReading) {
   ASSERT_EQ(write(fd, burst.data(), burst.size()), static_cast<ssize_t>(burst.size()));
   const int probe = server.Connect();
   ASSERT_GE(probe, 0);
-  const absl::Time start = absl::Now();
-  std::string open = StatValue(probe, "stats", "curr_connections");
-  while (open == "2" && absl::Now() - start < absl::Seconds(10)) {
-    EXPECT_EQ(RoundTrip(probe, "mn\r\n", 4), "MN\r\n");  // the probe talks: it stays
-    absl::SleepFor(absl::Milliseconds(200));
-    open = StatValue(probe, "stats", "curr_connections");
-  }
-  EXPECT_EQ(open, "1");
-  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
+  EXPECT_LT(WaitUntilAlone(probe, absl::Seconds(10)), absl::Seconds(6));
   close(probe);
   close(fd);
 }

@@ -44,13 +44,9 @@ inline uint16_t FreePort() {
   return ntohs(sa.sin_port);
 }
 
-inline int Connect(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+// Connects `fd` to `address`, with a 10 s receive timeout; the fd, or -1 (closed).
+inline int ConnectSocket(int fd, const sockaddr* address, socklen_t length) {
+  if (connect(fd, address, length) != 0) {
     close(fd);
     return -1;
   }
@@ -59,19 +55,22 @@ inline int Connect(uint16_t port) {
   return fd;
 }
 
+inline int Connect(uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ConnectSocket(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+                       reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+}
+
 inline int ConnectUnix(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (path.size() >= sizeof sa.sun_path) return -1;
   memcpy(sa.sun_path, path.data(), path.size());
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
+  return ConnectSocket(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
+                       reinterpret_cast<sockaddr*>(&sa), sizeof sa);
 }
 
 // A server process for one test.

@@ -28,6 +28,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -418,27 +419,26 @@ TEST(SettingsTest, ReportTheOptionsAsStarted) {
       2, {"-o", "store=partitioned,lru_bump_interval=5,affinity=off,rebalance_ms=250"});
   const int fd = Connect(server.port());
   ASSERT_GE(fd, 0);
-  EXPECT_EQ(StatValue(fd, "stats settings", "num_threads"), "2");
-  EXPECT_EQ(StatValue(fd, "stats settings", "store"), "partitioned");
-  EXPECT_EQ(StatValue(fd, "stats settings", "stripes"), "0");
-  EXPECT_EQ(StatValue(fd, "stats settings", "lru_bump_interval"), "5");
-  EXPECT_EQ(StatValue(fd, "stats settings", "affinity"), "off");
-  EXPECT_EQ(StatValue(fd, "stats settings", "rebalance_ms"), "250");
-  EXPECT_EQ(StatValue(fd, "stats settings", "reuse_port"), "no");
-  EXPECT_EQ(StatValue(fd, "stats settings", "domain_socket"), "NULL");
-  EXPECT_EQ(StatValue(fd, "stats settings", "tcpport"), absl::StrCat(server.port()));
+  const std::pair<std::string, std::string> started[] = {
+      {"num_threads", "2"},        {"store", "partitioned"}, {"stripes", "0"},
+      {"lru_bump_interval", "5"},  {"affinity", "off"},      {"rebalance_ms", "250"},
+      {"reuse_port", "no"},        {"domain_socket", "NULL"},
+      {"tcpport", absl::StrCat(server.port())}};
+  for (const auto& [name, want] : started) {
+    EXPECT_EQ(StatValue(fd, "stats settings", name), want) << name;
+  }
   close(fd);
   // The defaults, and the verbosity as the `verbosity` command left it.
   ServerProcess plain(2, {});
   const int fd2 = Connect(plain.port());
   ASSERT_GE(fd2, 0);
   EXPECT_EQ(RoundTrip(fd2, "verbosity 1\r\n", 4), "OK\r\n");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "verbosity"), "1");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "store"), "shared");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "stripes"), "16");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "lru_bump_interval"), "60");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "affinity"), "auto");
-  EXPECT_EQ(StatValue(fd2, "stats settings", "rebalance_ms"), "1000");
+  const std::pair<std::string, std::string> defaults[] = {
+      {"verbosity", "1"},          {"store", "shared"},    {"stripes", "16"},
+      {"lru_bump_interval", "60"}, {"affinity", "auto"},   {"rebalance_ms", "1000"}};
+  for (const auto& [name, want] : defaults) {
+    EXPECT_EQ(StatValue(fd2, "stats settings", name), want) << name;
+  }
   close(fd2);
 }
 
