@@ -147,8 +147,7 @@ class Connection {
         parser_(ParserOptions{.max_item_size = server_->config().max_item_size,
                               .enable_shutdown = server_->config().enable_shutdown}),
         socket_(std::make_unique<BufferedSocket>(Shard::Current()->loop(), fd)) {
-    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
-                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+    SetCallbacks(nullptr);
     if (server_->config().idle_timeout > absl::ZeroDuration()) {
       // Idle both ways: no request for that long, or answers the client leaves unread.
       socket_->SetTimeouts(server_->config().idle_timeout, server_->config().idle_timeout);
@@ -228,6 +227,13 @@ class Connection {
     RunRequests();  // may destroy this
   }
 
+  // The socket's callbacks: reads and events always come here; `on_write` is what
+  // waits for the output to drain (Throttle, CloseWhenWritten), if anything.
+  void SetCallbacks(BufferedSocket::DataCallback on_write) {
+    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, std::move(on_write),
+                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+  }
+
   void OnEvent(uint32_t what, int error) {
     if ((what & kBevError) && error != 0 &&
         server_->verbosity.load(std::memory_order_relaxed) > 0) {
@@ -257,9 +263,7 @@ class Connection {
     const absl::Duration idle = server_->config().idle_timeout;
     socket_->SetTimeouts(std::nullopt,
                          idle > absl::ZeroDuration() ? std::min(idle, kCloseLinger) : kCloseLinger);
-    socket_->SetCallbacks(
-        nullptr, [this](BufferedSocket&) { Close(); },
-        [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+    SetCallbacks([this](BufferedSocket&) { Close(); });
   }
 
   // After the peer's EOF: runs every request still buffered (yielded ones too), then
@@ -405,17 +409,14 @@ class Connection {
     server_->conn_throttles.fetch_add(1, std::memory_order_relaxed);
     UpdateReading();
     socket_->SetWatermark(kBevWriting, server_->config().max_unsent_output / 2, 0);
-    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); },
-                          [this](BufferedSocket&) { Unthrottle(); },
-                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+    SetCallbacks([this](BufferedSocket&) { Unthrottle(); });
   }
   // May destroy this.
   void Unthrottle() {
     if (!throttled_ || closing_ || Throttled()) return;
     throttled_ = false;
     socket_->SetWatermark(kBevWriting, 0, 0);
-    socket_->SetCallbacks([this](BufferedSocket&) { OnRead(); }, nullptr,
-                          [this](BufferedSocket&, uint32_t what, int error) { OnEvent(what, error); });
+    SetCallbacks(nullptr);
     UpdateReading();
     RunRequests();
   }
