@@ -2,7 +2,8 @@
 //
 //   server [-p port] [-l addr] [-s unix_socket] [-a mask] [-t threads] [-m MiB]
 //          [-c conns] [-I item_size] [-R reqs_per_event] [-b backlog] [-B protocol]
-//          [-A] [-F] [-U 0] [-d] [-P pidfile] [-u user] [-k] [-r] [-v|-vv] [-V] [-h]
+//          [-A] [-F] [-M] [-U 0] [-d] [-P pidfile] [-u user] [-k] [-r] [-v|-vv] [-V]
+//          [-h]
 //          [-o store=shared|partitioned,stripes=N,lru_bump_interval=S,
 //              affinity=auto|on|off,rebalance_ms=N,reuse_port,idle_timeout=S,
 //              max_unsent_output=SIZE]
@@ -55,6 +56,7 @@ void Usage(FILE* to) {
           "                            when started as root)\n"
           "  -m, --memory-limit=<num>  item memory in megabytes (default 64)\n"
           "  -c, --conn-limit=<num>    max simultaneous connections (default 1024)\n"
+          "  -M, --disable-evictions   answer out of memory instead of evicting\n"
           "  -k, --lock-memory         lock all paged memory (mlockall)\n"
           "  -v, --verbose             errors and warnings (failed and refused connections)\n"
           "  -vv                       also every connection, command and response\n"
@@ -102,7 +104,7 @@ void Usage(FILE* to) {
           "                                until it has (default 4m; at least 64k)\n"
           "             memcached's slab and LRU tuning options (hashpower, slab_chunk_max,\n"
           "             hot_lru_pct, lru_crawler, ...) are accepted and ignored\n"
-          "Not supported (refused): -M, -C, -S, -Z, -Y, -e, -D, UDP.\n",
+          "Not supported (refused): -C, -S, -Z, -Y, -e, -D, UDP.\n",
           static_cast<int>(evactor::memcached::kDefaultVersion.size()),
           evactor::memcached::kDefaultVersion.data());
 }
@@ -429,6 +431,8 @@ int main(int argc, char** argv) {
         if (!ParseExtended(optarg, &config)) return 2;
         break;
       case 'M':
+        config.evict = false;
+        break;
       case 'C':
       case 'S':
       case 'Y':
@@ -436,7 +440,7 @@ int main(int argc, char** argv) {
       case 'Z':
       case 'D':
         // Refused rather than ignored: each would change what clients may rely on
-        // (no eviction, no CAS, authentication, TLS, persistence, prefix stats).
+        // (no CAS, authentication, TLS, persistence, prefix stats).
         fprintf(stderr, "-%c is not supported by this server\n", opt);
         return 2;
       default:

@@ -1355,7 +1355,7 @@ void AppendStats(StatsGroup group, const ServerStats& server, const StoreStats& 
       AppendStat(out, "maxconns", server.max_connections);
       AppendStat(out, "tcpport", server.tcp_port);
       AppendStat(out, "verbosity", server.verbosity);
-      AppendStat(out, "evictions", "on");
+      AppendStat(out, "evictions", server.evictions ? "on" : "off");
       AppendStat(out, "domain_socket", server.domain_socket);
       AppendStat(out, "umask", absl::StrFormat("%o", server.umask));
       AppendStat(out, "num_threads", server.threads);

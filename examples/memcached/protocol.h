@@ -345,6 +345,7 @@ struct ServerStats {
   bool flush_enabled = true;                // -F
   uint64_t idle_timeout = 0;                // -o idle_timeout (seconds)
   bool shutdown_command = false;            // -A
+  bool evictions = true;                    // -M turns it off
   uint64_t max_unsent_output = 4 << 20;     // evactor: -o max_unsent_output
 };
 

@@ -1009,6 +1009,7 @@ ServerStats Server::Stats() const {
   s.flush_enabled = config_.flush_enabled;
   s.idle_timeout = static_cast<uint64_t>(absl::ToInt64Seconds(config_.idle_timeout));
   s.shutdown_command = config_.enable_shutdown;
+  s.evictions = config_.evict;
   return s;
 }
 
@@ -1045,6 +1046,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
         o.cas_offset = static_cast<uint64_t>(shard.id()) + 1;  // disjoint CAS spaces
         o.cas_stride = static_cast<uint64_t>(raw->config_.threads);
         o.lru_bump_interval_seconds = raw->config_.lru_bump_interval_seconds;
+        o.evict = raw->config_.evict;
         return std::make_unique<ShardState>(raw, shard.id(), o);
       });
   if (!states.ok()) return states.status();
@@ -1060,6 +1062,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
       o.cas_offset = i + 1;  // disjoint CAS spaces
       o.cas_stride = stripes;
       o.lru_bump_interval_seconds = config.lru_bump_interval_seconds;
+      o.evict = config.evict;
       server->stripes_.push_back(std::make_unique<Stripe>(o));
     }
   }

@@ -107,6 +107,9 @@ struct Config {
   // -F turns flush_all off: it answers "CLIENT_ERROR flush_all not allowed" (binary:
   // status 0x20, as memcached) and flushes nothing.
   bool flush_enabled = true;
+  // -M turns this off: a write that does not fit fails ("SERVER_ERROR out of memory
+  // storing object") instead of evicting live items (StoreOptions::evict).
+  bool evict = true;
   // -a: permission bits of the UNIX socket (-s).
   uint32_t unix_mask = 0700;
   // Backpressure (-o max_unsent_output=N): while a connection has more than this

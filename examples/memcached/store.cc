@@ -222,11 +222,33 @@ void Store::MakeRoom(size_t charge, int64_t now) {
       ++stats_.reclaimed;
       if (why == Miss::kExpired && !fetched) ++stats_.expired_unfetched;
     } else {
+      if (!options_.evict) return;  // callers checked Fits(): it fits without this
       ++stats_.evictions;
       if (!fetched) ++stats_.evicted_unfetched;
     }
     Unlink(victim);
   }
+}
+
+bool Store::Fits(size_t charge, const Item* replaced, int64_t now) {
+  if (options_.evict) return true;
+  const size_t freed =
+      replaced != nullptr ? ItemCharge(replaced->key_length, replaced->value_length) : 0;
+  // Like memcached without eviction: look at the last few items for dead ones.
+  Item* item = lru_tail_;
+  for (int looked = 0; looked < kNoEvictSearch && item != nullptr &&
+                       used_bytes_ - freed + charge > options_.max_bytes;
+       ++looked) {
+    Item* newer = item->prev;
+    Miss why;
+    if (item != replaced && IsDead(item, now, &why)) {
+      ++stats_.reclaimed;
+      if (why == Miss::kExpired && (item->bits & kFetched) == 0) ++stats_.expired_unfetched;
+      Unlink(item);
+    }
+    item = newer;
+  }
+  return used_bytes_ - freed + charge <= options_.max_bytes;
 }
 
 void Store::LruRemove(Item* item) {
@@ -320,7 +342,8 @@ MetaGetResult Store::MetaGet(std::string_view key, const MetaGetOptions& options
   Miss why;
   Item* item = Find(key, now, &why);
   if (item == nullptr && options.vivify_exptime.has_value() && ValidKey(key) &&
-      ItemCharge(key.size(), 0) <= options_.max_bytes) {
+      ItemCharge(key.size(), 0) <= options_.max_bytes &&
+      Fits(ItemCharge(key.size(), 0), nullptr, now)) {
     // Vivify: an empty placeholder whose creator is told it won (W); later readers
     // see Z until someone stores the real value.
     Item* created = Allocate(key, 0);
@@ -422,6 +445,10 @@ StoreResult Store::Put(StoreMode mode, std::string_view key, std::string_view va
       case StoreMode::kPrepend:
         return {StoreStatus::kNotStored};
     }
+    if (!Fits(ItemCharge(key.size(), value.size()), nullptr, now)) {
+      ++stats_.store_no_memory;
+      return {StoreStatus::kNoMemory};
+    }
     Item* item = Allocate(key, value.size());
     CopyBytes(item->mutable_value(), value);
     item->flags = flags;
@@ -493,6 +520,15 @@ StoreResult Store::Put(StoreMode mode, std::string_view key, std::string_view va
       item->bits = binary;
       break;
   }
+  if (!Fits(ItemCharge(key.size(), item->value_length), old, now)) {
+    Free(item);
+    if (mode == StoreMode::kAppend || mode == StoreMode::kPrepend) {
+      return {StoreStatus::kNotStored};  // memcached: the combined allocation failed
+    }
+    ++stats_.store_no_memory;
+    if (mode == StoreMode::kSet) Unlink(old);  // as memcached: a failed set drops the old value
+    return {StoreStatus::kNoMemory};
+  }
   Unlink(old);
   return {StoreStatus::kStored, Link(item, now)};
 }
@@ -541,7 +577,8 @@ ArithmeticResult Store::Arithmetic(std::string_view key, const ArithmeticOptions
       return result;
     }
     const size_t n = std::to_chars(digits, digits + sizeof(digits), options.initial).ptr - digits;
-    if (ItemCharge(key.size(), n) > options_.max_bytes) {
+    if (ItemCharge(key.size(), n) > options_.max_bytes ||
+        !Fits(ItemCharge(key.size(), n), nullptr, now)) {
       result.status = ArithmeticStatus::kNoMemory;
       return result;
     }
@@ -593,7 +630,7 @@ ArithmeticResult Store::Arithmetic(std::string_view key, const ArithmeticOptions
     item->cas = NextCas();
     Bump(item, now, /*mark_fetched=*/false);
   } else {
-    if (ItemCharge(key.size(), n) > options_.max_bytes) {
+    if (ItemCharge(key.size(), n) > options_.max_bytes || !Fits(ItemCharge(key.size(), n), item, now)) {
       result.status = ArithmeticStatus::kNoMemory;
       return result;
     }

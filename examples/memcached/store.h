@@ -103,6 +103,10 @@ struct StoreOptions {
   // positive interval an item moves at most once per minute stamp. 0: every access
   // moves it (exact LRU order).
   int64_t lru_bump_interval_seconds = 60;
+  // memcached's -M turns this off: a write that does not fit then fails (kNoMemory,
+  // "SERVER_ERROR out of memory storing object") instead of evicting live items.
+  // Expired and flushed items among the last few at the LRU tail are still reclaimed.
+  bool evict = true;
 };
 
 // Counters, named as in memcached's "stats" output. Gauges (curr_items, bytes,
@@ -374,6 +378,11 @@ class Store {
   uint64_t Link(Item* item, int64_t now);
   void Unlink(Item* item);  // from index and LRU, and frees it
   void MakeRoom(size_t charge, int64_t now);
+  // Whether an item of `charge` fits once `replaced` (if any) is gone: always when
+  // evicting; without eviction (StoreOptions::evict), after reclaiming the dead ones
+  // among the kNoEvictSearch items at the LRU tail.
+  static constexpr int kNoEvictSearch = 5;
+  bool Fits(size_t charge, const Item* replaced, int64_t now);
   void LruRemove(Item* item);
   void LruPushHead(Item* item);
   void Bump(Item* item, int64_t now, bool mark_fetched);

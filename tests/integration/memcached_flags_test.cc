@@ -303,6 +303,35 @@ TEST(FlagsTest, LargeValuesPipelinedWithOneRequestPerTurn) {
   close(fd);
 }
 
+// -M: a full server answers out of memory instead of evicting, and says so.
+TEST(FlagsTest, DisableEvictionsAnswersOutOfMemory) {
+  ServerProcess server(1, {"-M", "-m", "2"});
+  const int fd = server.Connect();
+  ASSERT_GE(fd, 0);
+  const std::string value(100000, 'm');
+  const std::string refused = "SERVER_ERROR out of memory storing object\r\n";
+  int stored = 0;
+  std::string last;
+  for (int i = 0; i < 40; ++i) {  // 4 MB into 2 MB
+    last = RoundTrip(fd, absl::StrCat("set m", i, " 0 0 ", value.size(), "\r\n", value, "\r\n"), 8);
+    if (last != "STORED\r\n") break;
+    ++stored;
+  }
+  EXPECT_GT(stored, 10);
+  EXPECT_LT(stored, 21);
+  EXPECT_EQ(last + ReadExactly(fd, refused.size() - last.size()), refused);
+  // Nothing was evicted: the first value is still there.
+  const std::string first = absl::StrCat("VALUE m0 0 ", value.size(), "\r\n", value, "\r\nEND\r\n");
+  EXPECT_EQ(RoundTrip(fd, "get m0\r\n", first.size()), first);
+  EXPECT_EQ(StatValue(fd, "stats", "evictions"), "0");
+  EXPECT_EQ(StatValue(fd, "stats settings", "evictions"), "off");
+  // Room made by a delete is used again.
+  EXPECT_EQ(RoundTrip(fd, "delete m0\r\n", 9), "DELETED\r\n");
+  EXPECT_EQ(RoundTrip(fd, absl::StrCat("set again 0 0 ", value.size(), "\r\n", value, "\r\n"), 8),
+            "STORED\r\n");
+  close(fd);
+}
+
 // -F: flush_all is refused (noreply silences the refusal), nothing is flushed, and the
 // binary FLUSH gets memcached's status 0x20.
 TEST(FlagsTest, DisableFlushAllRefusesFlushes) {
@@ -525,7 +554,6 @@ TEST(FlagsTest, TuningFlagsAreIgnoredAndUnsupportedOnesRefused) {
     std::string says;
   };
   for (const Refused& r : {Refused{"-U 11211", "UDP is not supported"},
-                           Refused{"-M", "-M is not supported"},
                            Refused{"-C", "-C is not supported"},
                            Refused{"-S", "-S is not supported"},
                            Refused{"-o no_such_option", "bad -o option"},

@@ -204,6 +204,43 @@ TEST_F(StoreTest, ExpiredItemsAtTheTailAreReclaimedNotEvicted) {
   EXPECT_TRUE(store.Peek("k2").has_value());
 }
 
+// memcached's -M (StoreOptions::evict = false): a write that does not fit fails
+// instead of evicting; dead items at the tail are still reclaimed; a write that
+// replaces a value may use that value's room.
+TEST_F(StoreTest, WithoutEvictionAFullStoreRefusesWrites) {
+  const size_t charge = Store::ItemCharge(2, 10);
+  StoreOptions options = Options(3 * charge);
+  options.evict = false;
+  Store store(options);
+  for (const char* key : {"k0", "k1", "k2"}) {
+    EXPECT_EQ(store.Set(key, std::string(10, 'v'), 0, 0).status, StoreStatus::kStored);
+  }
+  EXPECT_EQ(store.Set("k3", std::string(10, 'v'), 0, 0).status, StoreStatus::kNoMemory);
+  EXPECT_EQ(store.item_count(), 3u);
+  EXPECT_EQ(store.stats().evictions, 0u);
+  EXPECT_EQ(store.stats().store_no_memory, 1u);
+  // Replacing a value with one of the same size fits; a bigger one does not, and a
+  // failed set drops the old value (as memcached), a failed append keeps it.
+  EXPECT_EQ(store.Set("k0", std::string(10, 'w'), 0, 0).status, StoreStatus::kStored);
+  EXPECT_EQ(store.Put(StoreMode::kAppend, "k1", std::string(40, 'm'), 0, 0).status,
+            StoreStatus::kNotStored);
+  EXPECT_EQ(Value(store, "k1"), std::string(10, 'v'));
+  EXPECT_EQ(store.Set("k1", std::string(30, 'w'), 0, 0).status, StoreStatus::kNoMemory);
+  EXPECT_FALSE(store.Peek("k1").has_value());
+  // Counters that would grow, and vivifying incr: no room either.
+  EXPECT_EQ(store.Set("n", "9", 0, 0).status, StoreStatus::kStored);
+  EXPECT_EQ(store.Set("k1", std::string(10, 'v'), 0, 0).status, StoreStatus::kNoMemory);
+  EXPECT_EQ(store.Arithmetic("new", {.delta = 1, .create_exptime = 0}).status,
+            ArithmeticStatus::kNoMemory);
+  // An expired item near the LRU tail is reclaimed to make room.
+  EXPECT_EQ(store.Set("k2", std::string(10, 'v'), 0, 5).status, StoreStatus::kStored);
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(store.Set("k4", std::string(10, 'v'), 0, 0).status, StoreStatus::kStored);
+  EXPECT_EQ(store.stats().evictions, 0u);
+  EXPECT_GE(store.stats().reclaimed, 1u);
+  EXPECT_LE(store.bytes(), 3 * charge);
+}
+
 // --- Item size limit ----------------------------------------------------------------
 
 TEST_F(StoreTest, ItemSizeLimitCountsHeaderKeyAndValue) {
