@@ -462,9 +462,16 @@ TEST(FlagsTest, UserFlagDropsRootPrivileges) {
     GTEST_SKIP() << "root here cannot change identity (a user namespace without that mapping)";
   }
   ServerProcess server(2, {"-u", "nobody"});
-  const std::string status = ReadFile(absl::StrCat("/proc/", server.pid(), "/status"));
-  EXPECT_NE(status.find(absl::StrCat("\nUid:\t", uid, "\t", uid, "\t", uid)), std::string::npos)
-      << status;
+  // It changes identity just after it starts listening, which is when ServerProcess
+  // returns: look (bounded) until it has.
+  const std::string want = absl::StrCat("\nUid:\t", uid, "\t", uid, "\t", uid);
+  std::string status;
+  for (int i = 0; i < 200; ++i) {
+    status = ReadFile(absl::StrCat("/proc/", server.pid(), "/status"));
+    if (status.find(want) != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_NE(status.find(want), std::string::npos) << status;
   const int fd = server.Connect();
   ASSERT_GE(fd, 0);
   EXPECT_EQ(RoundTrip(fd, "set u 0 0 1\r\nx\r\n", 8), "STORED\r\n");
