@@ -172,8 +172,9 @@ bool ParseExtended(const char* text, Config* config) {
       config->rebalance_interval = absl::Milliseconds(static_cast<int64_t>(n));
     } else if (name == "reuse_port" && eq == absl::string_view::npos) {
       config->reuse_port = true;
-    } else if (name == "max_unsent_output" && ParseSize(value.c_str(), &config->max_unsent_output) &&
-               config->max_unsent_output >= (size_t{64} << 10)) {
+    } else if (size_t bytes = 0; name == "max_unsent_output" && ParseSize(value.c_str(), &bytes) &&
+                                 bytes >= (size_t{64} << 10)) {
+      config->max_unsent_output = bytes;
     } else if (name == "idle_timeout" && ParseNumber(value.c_str(), 0, 86400 * 365, &n)) {
       config->idle_timeout = absl::Seconds(static_cast<int64_t>(n));
     } else if (IsMemcachedTuningOption(name)) {

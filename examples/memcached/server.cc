@@ -346,9 +346,6 @@ class Connection {
       }
     }
     if (++reads_ % kPlacementCheckReads == 0 && server_->runtime().pinned()) CheckPlacement();
-    // A request still being received (a large data block) never holds reading back.
-    input_held_ = stop != Stop::kDrained && UnrunInput() > kMaxUnrunInput;
-    UpdateReading();
     switch (stop) {
       case Stop::kBudget:
         if (!yielded_) {
@@ -367,6 +364,9 @@ class Connection {
         if (peer_done_) close_after_direct_ = true;
         break;
     }
+    // A request still being received (a large data block) never holds reading back.
+    input_held_ = stop != Stop::kDrained && UnrunInput() > kMaxUnrunInput;
+    UpdateReading();  // once, after Throttle() may have set throttled_
     FlushSlots();  // may destroy this (quit)
   }
 
@@ -405,9 +405,8 @@ class Connection {
   }
   void Throttle() {
     if (throttled_) return;
-    throttled_ = true;
+    throttled_ = true;  // RunRequests, the caller, stops reading next
     server_->conn_throttles.fetch_add(1, std::memory_order_relaxed);
-    UpdateReading();
     socket_->SetWatermark(kBevWriting, server_->config().max_unsent_output / 2, 0);
     SetCallbacks([this](BufferedSocket&) { Unthrottle(); });
   }
@@ -417,8 +416,7 @@ class Connection {
     throttled_ = false;
     socket_->SetWatermark(kBevWriting, 0, 0);
     SetCallbacks(nullptr);
-    UpdateReading();
-    RunRequests();
+    RunRequests();  // ends with UpdateReading(): reading resumes there
   }
 
   // Locality (Config::affinity): a client may have moved to another CPU since its
