@@ -142,6 +142,7 @@ class Connection {
   Connection(ShardState* state, uint64_t id, int fd)
       : state_(state),
         server_(state->server()),
+        counters_(&server_->counters(state->shard())),
         id_(id),
         fd_(fd),
         parser_(ParserOptions{.max_item_size = server_->config().max_item_size,
@@ -204,7 +205,7 @@ class Connection {
     if (move_to_ >= 0) [[unlikely]] {
       if (TryMove()) return;  // this is gone
     }
-    server_->bytes_read.fetch_add(n, std::memory_order_relaxed);
+    Server::ShardCounters::Add(counters_->bytes_read, n);
     if (binary_ == nullptr && !ascii_) {
       char first = 0;
       in.CopyOut(&first, 1);
@@ -350,7 +351,7 @@ class Connection {
       case Stop::kBudget:
         if (!yielded_) {
           yielded_ = true;
-          server_->conn_yields.fetch_add(1, std::memory_order_relaxed);
+          Server::ShardCounters::Add(counters_->conn_yields, 1);
           Shard::Current()->loop().Defer([state = state_->weak_self(), id = id_] {
             if (std::shared_ptr<ShardState*> alive = state.lock()) (*alive)->Continue(id);
           });
@@ -406,7 +407,7 @@ class Connection {
   void Throttle() {
     if (throttled_) return;
     throttled_ = true;  // RunRequests, the caller, stops reading next
-    server_->conn_throttles.fetch_add(1, std::memory_order_relaxed);
+    Server::ShardCounters::Add(counters_->conn_throttles, 1);
     socket_->SetWatermark(kBevWriting, server_->config().max_unsent_output / 2, 0);
     SetCallbacks([this](BufferedSocket&) { Unthrottle(); });
   }
@@ -736,7 +737,7 @@ class Connection {
   }
 
   void WriteDirect() {
-    server_->bytes_written.fetch_add(direct_.size(), std::memory_order_relaxed);
+    Server::ShardCounters::Add(counters_->bytes_written, direct_.size());
     socket_->Write(direct_);
     direct_.clear();  // keeps its capacity: no allocation per request
   }
@@ -824,7 +825,7 @@ class Connection {
     while (!slots_.empty() && slots_.front().ready) {
       Slot& slot = slots_.front();
       if (!slot.bytes.empty()) {
-        server_->bytes_written.fetch_add(slot.bytes.size(), std::memory_order_relaxed);
+        Server::ShardCounters::Add(counters_->bytes_written, slot.bytes.size());
         socket_->Write(slot.bytes);
         wrote = true;
       }
@@ -854,6 +855,7 @@ class Connection {
 
   ShardState* state_;
   Server* server_;
+  Server::ShardCounters* counters_;  // this shard's
   uint64_t id_;
   int fd_;  // for log lines, as memcached names connections
   RequestParser parser_;
@@ -971,11 +973,14 @@ ServerStats Server::Stats() const {
   const ShardedListener* l = listener();
   s.moved_connections = l != nullptr ? l->moved() : 0;
   for (int i = 0; i < runtime_->size(); ++i) s.moved_shards += runtime_->shard(i).moves();
-  s.bytes_read = bytes_read.load(std::memory_order_relaxed);
-  s.bytes_written = bytes_written.load(std::memory_order_relaxed);
+  for (int i = 0; i < runtime_->size(); ++i) {
+    const ShardCounters& c = counters_[i];
+    s.bytes_read += c.bytes_read.load(std::memory_order_relaxed);
+    s.bytes_written += c.bytes_written.load(std::memory_order_relaxed);
+    s.conn_yields += c.conn_yields.load(std::memory_order_relaxed);
+    s.conn_throttles += c.conn_throttles.load(std::memory_order_relaxed);
+  }
   s.threads = static_cast<uint64_t>(runtime_->size());
-  s.conn_yields = conn_yields.load(std::memory_order_relaxed);
-  s.conn_throttles = conn_throttles.load(std::memory_order_relaxed);
   s.max_unsent_output = config_.max_unsent_output;
   s.tcp_port = !config_.unix_socket.empty() ? 0 : l != nullptr ? l->address().port() : config_.port;
   s.item_size_max = config_.max_item_size;
@@ -1027,6 +1032,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const Config& config) {
   std::unique_ptr<Server> server(new Server(config));
   server->started_unix_ = absl::ToUnixSeconds(absl::Now());
   server->early_closes_.reset(new std::atomic<int64_t>[config.threads]);
+  server->counters_.reset(new ShardCounters[config.threads]);
   for (int i = 0; i < config.threads; ++i) server->early_closes_[i].store(0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt =
       Runtime::Create({.shards = config.threads,

@@ -175,13 +175,24 @@ class Server {
   ServerStats Stats() const;
   std::atomic<uint64_t> curr_connections{0};
   std::atomic<uint64_t> total_connections{0};
-  std::atomic<uint64_t> bytes_read{0};
-  std::atomic<uint64_t> bytes_written{0};
-  // Times a connection yielded with requests left (Config::reqs_per_event).
-  std::atomic<uint64_t> conn_yields{0};
-  // Times a connection stopped running requests until its client read its answers
-  // (Config::max_unsent_output).
-  std::atomic<uint64_t> conn_throttles{0};
+  // Counters each shard keeps for its own connections, summed by Stats(). Written
+  // only by that shard's thread (Add: a plain load and store, no locked instruction,
+  // which would wait for the reply just copied to reach the cache); read relaxed by
+  // any thread.
+  struct alignas(64) ShardCounters {
+    std::atomic<uint64_t> bytes_read{0};
+    std::atomic<uint64_t> bytes_written{0};
+    // Times a connection yielded with requests left (Config::reqs_per_event).
+    std::atomic<uint64_t> conn_yields{0};
+    // Times a connection stopped running requests until its client read its answers
+    // (Config::max_unsent_output).
+    std::atomic<uint64_t> conn_throttles{0};
+    static void Add(std::atomic<uint64_t>& counter, uint64_t n) {
+      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+  };
+  // Shard `shard`'s counters; only that shard's thread may Add to them.
+  ShardCounters& counters(int shard) { return counters_[shard]; }
 
  private:
   explicit Server(const Config& config) : config_(config) {}
@@ -193,6 +204,7 @@ class Server {
   std::unique_ptr<ShardedListener> listener_;
   std::atomic<ShardedListener*> listener_ptr_{nullptr};  // listener_, once stored
   std::unique_ptr<std::atomic<int64_t>[]> early_closes_;  // per shard, before that
+  std::unique_ptr<ShardCounters[]> counters_;             // per shard
 };
 
 }  // namespace evactor::memcached

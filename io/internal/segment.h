@@ -70,7 +70,7 @@ inline constexpr size_t kMinCapacity = 4096;
 inline constexpr size_t kMaxPooled = 64 * 1024;
 inline constexpr int kNumClasses = 5;  // 4, 8, 16, 32, 64 KiB
 // Each class keeps at most this many bytes of free segments per thread.
-inline constexpr size_t kPoolBytesPerClass = 256 * 1024;
+inline constexpr size_t kPoolBytesPerClass = 1024 * 1024;
 
 // An empty owned segment with at least `min_capacity` bytes of tailroom (at least
 // kMinCapacity). Never fails (allocation failure throws std::bad_alloc, like new).
