@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -58,6 +59,20 @@ constexpr int kMaxIov = IOV_MAX;
 #else
 constexpr int kMaxIov = 1024;
 #endif
+
+// read(2) or readv(2) as a plain system call. glibc's wrappers are cancellation
+// points: in a multi-threaded process each call switches asynchronous cancellation on
+// and off around the system call, which cost about 1.5% of a loaded memcached shard.
+// Nothing here uses pthread_cancel. Under TSan the wrappers stay: its interceptors
+// are what make a byte written on one thread and read on another an ordering edge.
+ssize_t ReadNoCancel(int fd, iovec* iov, int n) {
+#if defined(__SANITIZE_THREAD__)
+  return n == 1 ? ::read(fd, iov[0].iov_base, iov[0].iov_len) : ::readv(fd, iov, n);
+#else
+  return n == 1 ? ::syscall(SYS_read, fd, iov[0].iov_base, iov[0].iov_len)
+                : ::syscall(SYS_readv, fd, iov, n);
+#endif
+}
 
 // A rough rank of how common a byte is in network text (higher: more common). The
 // search prefilter runs memchr on the needle's rarest byte, so that a needle whose
@@ -983,7 +998,7 @@ absl::StatusOr<size_t> Buffer::ReadFrom(int fd, size_t max) {
   }
   ssize_t r;
   do {
-    r = n == 1 ? ::read(fd, iov[0].iov_base, iov[0].iov_len) : ::readv(fd, iov, n);
+    r = ReadNoCancel(fd, iov, n);
   } while (r < 0 && errno == EINTR);
   if (r <= 0) {
     const int err = errno;

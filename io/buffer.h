@@ -300,6 +300,8 @@ class Buffer {
   // anything changed.
   void SuspendCallbacks();
   void ResumeCallbacks();
+  // Whether any callback is registered (or callbacks are suspended).
+  bool has_callbacks() const { return callbacks_ != nullptr; }
 
   // ---- Introspection -----------------------------------------------------------------
 

@@ -16,6 +16,13 @@ namespace evactor {
 namespace {
 // errno for an I/O status from Buffer (which keeps errno intact on failure).
 int ErrnoOr(int fallback) { return errno != 0 ? errno : fallback; }
+
+// What the receive ring left for OnRingInput (BufferedSocket::ring_news_).
+enum RingNews : uint8_t {
+  kRingNewData = 1,
+  kRingEof = 2,
+  kRingError = 4,
+};
 }  // namespace
 
 BufferedSocket::BufferedSocket(Loop& loop, int fd, BufferedSocketOptions options)
@@ -125,13 +132,36 @@ void BufferedSocket::SetTimeouts(std::optional<absl::Duration> read,
   write_timeout_ = write;
   // Restart with the new values where active.
   if (reader_ != nullptr && reader_->started()) reader_->Start(read_timeout_).IgnoreError();
+  if (ring_slot_ >= 0) StartReadTimer();
   if (writer_ != nullptr && writer_->started()) writer_->Start(write_timeout_).IgnoreError();
+}
+
+bool BufferedSocket::RingEligible() const {
+  // A read high watermark bounds what one pass reads; the ring takes what arrived.
+  return options_.receive_ring && !ring_off_ && fd_ >= 0 && !is_pair_ && !in_filter_ &&
+         limit_ == nullptr && group_ == nullptr && read_high_ == 0;
 }
 
 void BufferedSocket::UpdateReadInterest() {
   if (is_pair_ || reader_ == nullptr) return;
   const bool paused = read_high_ != 0 && input_.size() >= read_high_;
   const bool want = (enabled_ & kBevReading) && !eof_ && !closed_ && !paused && !read_throttled_;
+  if (want && RingEligible()) {
+    if (ring_slot_ < 0) {
+      if (ring_ == nullptr) ring_ = RecvRing::For(loop_);
+      if (ring_ != nullptr) ring_slot_ = ring_->Arm(this);
+      if (ring_slot_ < 0) ring_off_ = true;  // the watcher reads from now on
+    }
+    if (ring_slot_ >= 0) {
+      if (reader_->started()) reader_->Stop();
+      if (read_timer_ == nullptr || !read_timer_->pending()) StartReadTimer();
+      if (ring_news_ != 0 && !ring_ready_) MarkRingReady();
+      return;
+    }
+  }
+  StopRing();
+  // Bytes the ring received before reading was disabled are reported now.
+  if (want && ring_news_ != 0 && !ring_ready_) MarkRingReady();
   if (want && !reader_->started()) {
     if (absl::Status s = reader_->Start(read_timeout_); !s.ok()) {
       eof_ = true;
@@ -219,6 +249,87 @@ bool BufferedSocket::ReadCallback() {
 bool BufferedSocket::WriteCallback() {
   if (!on_write_) return true;
   return Guarded([&] { on_write_(*this); });
+}
+
+void BufferedSocket::StartReadTimer() {
+  if (!read_timeout_.has_value()) {
+    if (read_timer_ != nullptr) read_timer_->Stop();
+    return;
+  }
+  if (read_timer_ == nullptr) {
+    read_timer_ = std::make_unique<Timer>(loop_, [this](uint32_t) {
+      Disable(kBevReading);
+      Event(kBevReading | kBevTimeout, 0);
+    });
+  }
+  read_timer_->Start(*read_timeout_);
+}
+
+void BufferedSocket::StopRing() {
+  if (ring_slot_ >= 0) ring_->Disarm(ring_slot_);  // RingStopped(-ECANCELED) clears it
+  ring_slot_ = -1;
+  if (read_timer_ != nullptr) read_timer_->Stop();
+}
+
+void BufferedSocket::MarkRingReady() {
+  ring_place_ = ring_->Ready(this);
+  ring_ready_ = true;
+}
+
+void BufferedSocket::RingData(const char* data, size_t n) {
+  // No user code in this phase: input()'s callbacks (if any) wait for OnRingInput.
+  if (!ring_suspended_ && input_.has_callbacks()) {
+    input_.SuspendCallbacks();
+    ring_suspended_ = true;
+  }
+  input_.Append(std::string_view(data, n));
+  ring_news_ |= kRingNewData;
+  if (!ring_ready_) MarkRingReady();
+}
+
+void BufferedSocket::RingStopped(int result) {
+  ring_slot_ = -1;
+  if (result == -ECANCELED) return;  // StopRing's own cancellation
+  if (result == 0) {
+    ring_news_ |= kRingEof;
+  } else if (result == -EINVAL || result == -EOPNOTSUPP || result == -ENOTSOCK) {
+    ring_off_ = true;  // not something io_uring can receive from: the watcher reads
+  } else if (result != -ENOBUFS) {
+    ring_news_ |= kRingError;
+    ring_error_ = -result;
+  }
+  // ENOBUFS and the fallback: OnRingInput arms again (or starts the watcher).
+  if (!ring_ready_) MarkRingReady();
+}
+
+void BufferedSocket::OnRingInput() {
+  ring_ready_ = false;
+  if (closed_) return;
+  if (ring_suspended_) {
+    ring_suspended_ = false;
+    if (!Guarded([&] { input_.ResumeCallbacks(); }) || closed_) return;
+  }
+  // While reading is disabled what arrived stays reported-to-be (UpdateReadInterest
+  // queues this again once it is enabled).
+  if (!(enabled_ & kBevReading)) return;
+  const uint8_t news = ring_news_;
+  ring_news_ = 0;
+  if (news & (kRingEof | kRingError)) eof_ = true;  // nothing more to receive
+  if ((news & kRingNewData) && ring_slot_ >= 0) StartReadTimer();  // progress
+  UpdateReadInterest();  // arm again after a stop
+  if ((news & kRingNewData) && input_.size() >= read_low_ && input_.size() > 0) {
+    // As in OnReadable: the reply the callback produces goes out with the iteration's.
+    in_read_callback_ = true;
+    if (!ReadCallback()) return;
+    in_read_callback_ = false;
+    if (!(WritablePending() && QueueForBatch()) && !WriteOutputNow()) return;
+  }
+  if (closed_) return;
+  if (news & kRingError) {
+    Event(kBevReading | kBevError, ring_error_);
+  } else if (news & kRingEof) {
+    Event(kBevReading | kBevEof, 0);
+  }
 }
 
 void BufferedSocket::OnReadable(uint32_t bits) {
@@ -449,6 +560,7 @@ void BufferedSocket::PairDeliver() {
 void BufferedSocket::SetFilters(Filter in, Filter out) {
   in_filter_ = std::move(in);
   out_filter_ = std::move(out);
+  UpdateReadInterest();  // a filtered socket reads through its watcher
 }
 
 bool BufferedSocket::FilterInput(FilterMode mode) {
@@ -522,24 +634,33 @@ void BufferedSocket::SetRateLimit(std::optional<RateLimit> limit) {
   } else {
     limit_.reset();
   }
+  UpdateReadInterest();  // a limited socket reads through its watcher
 }
 
 void BufferedSocket::JoinGroup(RateLimitGroup* group) {
   LeaveGroup();
   group_ = group;
   if (group_ != nullptr) group_->Add(this);
+  UpdateReadInterest();  // a limited socket reads through its watcher
 }
 
 void BufferedSocket::LeaveGroup() {
-  if (group_ != nullptr) group_->Remove(this);
+  if (group_ == nullptr) return;
+  group_->Remove(this);
   group_ = nullptr;
+  UpdateReadInterest();
 }
 
 int BufferedSocket::ReleaseFd() {
   if (closed_ || fd_ < 0) return -1;
   const int fd = fd_;
-  fd_ = -1;  // Close() tears everything down but does not close it
+  StopRing();  // what the ring received lands in input() first
+  fd_ = -1;    // Close() tears everything down but does not close it
   Close();
+  if (ring_suspended_) {
+    ring_suspended_ = false;
+    input_.ResumeCallbacks();
+  }
   return fd;
 }
 
@@ -549,9 +670,16 @@ void BufferedSocket::Close() {
     batch_queued_ = false;
   }
   if (closed_) return;
+  // Before the fd closes: the ring must let go of it first.
+  StopRing();
+  if (ring_ready_) {
+    ring_->Forget(ring_place_);
+    ring_ready_ = false;
+  }
   closed_ = true;
   LeaveGroup();
   rate_timer_.reset();
+  read_timer_.reset();
   reader_.reset();
   writer_.reset();
   connector_.reset();

@@ -14,7 +14,8 @@
 //   bs->Enable(kBevReading).IgnoreError();   // writing is enabled from the start
 //
 // Reading: while reading is enabled, the loop reads into input() (at most
-// max_single_read bytes a time). The read callback runs when input holds at least the
+// max_single_read bytes a time; a socket read through the receive ring, below, gets
+// what the kernel has in chunks of up to RecvRing::kBufferSize). The read callback runs when input holds at least the
 // read low watermark. With a read high watermark, reading pauses once input holds that
 // much and resumes when the user drains it below (it may overshoot by one read).
 // EOF disables reading and reports kBevReading|kBevEof; a read error reports
@@ -31,6 +32,16 @@
 // enabled and not paused; output pending); progress restarts them. On expiry that
 // direction is disabled and the event callback gets kBevReading|kBevTimeout or
 // kBevWriting|kBevTimeout (libevent's rules).
+//
+// Receive ring (io/recv_ring.h): a plain socket fd (no filter, no rate limit, no read
+// high watermark, not a pair, BufferedSocketOptions::receive_ring left on) is read
+// through the loop's io_uring with a multishot receive instead of readiness and
+// read(2); where io_uring cannot do it (no ring, an old kernel, not a socket) it falls
+// back to the watcher by itself. What differs, visibly: the read callback runs once
+// per loop pass with everything that arrived (max_single_read does not apply); an EOF
+// or error that arrived with data is reported after the data's callback even if that
+// callback disabled reading; bytes that arrive while reading is being disabled stay
+// in input() and are reported once it is enabled again.
 //
 // Rate limits (SetRateLimit, JoinGroup): token buckets per socket and per group; a
 // direction out of tokens pauses until the next tick (io/rate_limit.h).
@@ -64,6 +75,7 @@
 #include "io/buffer.h"
 #include "io/connector.h"
 #include "io/rate_limit.h"
+#include "io/recv_ring.h"
 #include "io/send_batch.h"
 #include "runtime/io_watcher.h"
 #include "runtime/loop.h"
@@ -101,6 +113,8 @@ struct BufferedSocketOptions {
   bool close_on_free = true;
   size_t max_single_read = 16384;
   size_t max_single_write = 16384 * 4;
+  // Read through the loop's receive ring where possible (see above).
+  bool receive_ring = true;
 };
 
 class BufferedSocket {
@@ -184,6 +198,7 @@ class BufferedSocket {
 
  private:
   friend class SendBatch;
+  friend class RecvRing;
   struct PairTag {};
   BufferedSocket(Loop& loop, PairTag);
   void OnReadable(uint32_t bits);
@@ -222,6 +237,17 @@ class BufferedSocket {
   size_t BatchedBytes() const { return batch_bytes_; }
   void ApplyBatchedSend(int result);
   void FinishBatchedSend(bool applied);
+  // The receive ring: whether this socket may use it now; stop it (synchronously:
+  // bytes already received land in input()); phase 1 of a reap (no user code): bytes
+  // received, or the receive stopped (0: EOF; -ECANCELED: disarmed; -ENOBUFS: arm
+  // again; other: an error); phase 2: report them.
+  bool RingEligible() const;
+  void StopRing();
+  void RingData(const char* data, size_t n);
+  void RingStopped(int result);
+  void OnRingInput();
+  void MarkRingReady();
+  void StartReadTimer();
 
   Loop& loop_;
   int fd_ = -1;
@@ -263,6 +289,17 @@ class BufferedSocket {
   size_t batch_bytes_ = 0;    // described to the kernel by the send in progress
   size_t batch_drained_ = 0;  // what it took
   int batch_error_ = 0;
+  // The receive ring: its slot while armed, its queue place while queued, what the
+  // next OnRingInput reports (RingNews bits), and the read timeout while armed.
+  RecvRing* ring_ = nullptr;
+  int ring_slot_ = -1;
+  size_t ring_place_ = 0;
+  bool ring_ready_ = false;
+  bool ring_off_ = false;        // the ring cannot read this fd: the watcher does
+  bool ring_suspended_ = false;  // input()'s callbacks wait for OnRingInput
+  uint8_t ring_news_ = 0;
+  int ring_error_ = 0;
+  std::unique_ptr<Timer> read_timer_;
   bool input_callback_added_ = false;
   // Rate limits.
   std::unique_ptr<TokenBucket> limit_;

@@ -456,6 +456,9 @@ class Connection {
     }
     ShardedListener* listener = server_->listener();
     if (listener == nullptr || !listener->MayMoveConnectionTo(target)) return false;
+    // Reading stops first: a socket read through the receive ring (io/recv_ring.h)
+    // gets what the kernel received for it so far, which then travels along too.
+    socket_->Disable(kBevReading);
     Buffer& in = socket_->input();
     MoveMessage adopt(server_, target, fd_, binary_ != nullptr, std::string(in.size(), '\0'));
     in.CopyOut(adopt.pending.data(), adopt.pending.size());
@@ -463,6 +466,7 @@ class Connection {
     // fd is released below, before this shard returns to its loop.
     if (!server_->runtime().TrySubmitTo(target, adopt).ok()) {
       adopt.fd = -1;  // still ours: keep serving it here
+      if (reading_) socket_->Enable(kBevReading).IgnoreError();
       return false;
     }
     in.Drain(in.size());
