@@ -107,15 +107,21 @@ void SendBatch::SendChunk(size_t from, size_t n) {
       iovec* iov = &iovs_[k * kMaxIov];
       const int pieces = s->PrepareBatchedSend(iov, kMaxIov);
       if (pieces == 0) continue;
-      msghdr& h = headers_[k];
-      std::memset(&h, 0, sizeof h);
-      h.msg_iov = iov;
-      h.msg_iovlen = static_cast<size_t>(pieces);
       io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
       if (sqe == nullptr) break;  // cannot happen: at most ring_entries_ per chunk
       // MSG_DONTWAIT: the kernel completes the send during the submission, taking
-      // what fits, instead of waiting for room.
-      io_uring_prep_sendmsg(sqe, s->fd(), &h, MSG_DONTWAIT | MSG_NOSIGNAL);
+      // what fits, instead of waiting for room. One piece (the usual reply) is a
+      // plain send: the kernel copies no message header or piece list then.
+      if (pieces == 1) {
+        io_uring_prep_send(sqe, s->fd(), iov[0].iov_base, iov[0].iov_len,
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+      } else {
+        msghdr& h = headers_[k];
+        std::memset(&h, 0, sizeof h);
+        h.msg_iov = iov;
+        h.msg_iovlen = static_cast<size_t>(pieces);
+        io_uring_prep_sendmsg(sqe, s->fd(), &h, MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
       io_uring_sqe_set_data64(sqe, k);
       results_[k] = kPending;
       ++submitted;
