@@ -23,31 +23,14 @@
 #include "io/buffered_socket.h"
 #include "runtime/loop.h"
 #include "runtime/timer.h"
+#include "tests/io/test_sockets.h"
 
 namespace evactor {
 namespace {
 
-std::unique_ptr<Loop> NewLoop() { return Loop::Create({.ignore_env = true}).value(); }
-
-struct Pair {
-  int ours = -1;
-  int peer = -1;
-  Pair() {
-    int fds[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
-    ours = fds[0];
-    peer = fds[1];
-  }
-  ~Pair() {
-    if (peer >= 0) close(peer);
-  }
-};
-
-void RunUntil(Loop& loop, const std::function<bool()>& done,
-              absl::Duration limit = absl::Seconds(5)) {
-  const absl::Time end = absl::Now() + limit;
-  while (!done() && absl::Now() < end) ASSERT_TRUE(loop.RunOnce().ok());
-}
+using io_test::NewLoop;
+using io_test::Pair;
+using io_test::RunUntil;
 
 void WriteAll(int fd, const std::string& data) {
   size_t off = 0;
@@ -63,6 +46,22 @@ std::string Pattern(size_t n) {
   std::string s(n, '\0');
   for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
   return s;
+}
+
+// BufferedSockets on each pair's own end, each collecting what it reads into got[i].
+std::vector<std::unique_ptr<BufferedSocket>> Collectors(Loop& loop, std::vector<Pair>& pairs,
+                                                        std::vector<std::string>& got) {
+  std::vector<std::unique_ptr<BufferedSocket>> sockets;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    sockets.push_back(std::make_unique<BufferedSocket>(loop, pairs[i].ours));
+    sockets.back()->SetCallbacks(
+        [&got, i](BufferedSocket& s) {
+          got[i] += s.input().ToString();
+          s.input().Clear();
+        },
+        nullptr, nullptr);
+  }
+  return sockets;
 }
 
 // Skips where this kernel (or a sandbox) has no io_uring multishot receive: sockets
@@ -164,20 +163,13 @@ TEST(RecvRingTest, SocketsThatRanOutOfBuffersAreArmedAgain) {
   constexpr int kSockets = 300;
   constexpr size_t kEach = 7000;
   std::vector<Pair> pairs(kSockets);
-  std::vector<std::unique_ptr<BufferedSocket>> sockets;
   std::vector<std::string> got(kSockets);
   std::vector<std::string> sent(kSockets);
   for (int i = 0; i < kSockets; ++i) {
     sent[i] = Pattern(kEach + static_cast<size_t>(i));
     WriteAll(pairs[i].peer, sent[i]);
-    sockets.push_back(std::make_unique<BufferedSocket>(*loop, pairs[i].ours));
-    sockets.back()->SetCallbacks(
-        [&got, i](BufferedSocket& s) {
-          got[i] += s.input().ToString();
-          s.input().Clear();
-        },
-        nullptr, nullptr);
   }
+  auto sockets = Collectors(*loop, pairs, got);
   for (auto& s : sockets) ASSERT_TRUE(s->Enable(kBevReading).ok());
   RunUntil(*loop, [&] {
     for (int i = 0; i < kSockets; ++i) {
@@ -224,18 +216,9 @@ TEST(RecvRingTest, ManySocketsAreServedFromOneWakeUp) {
   REQUIRE_RING(*loop);
   constexpr int kSockets = 64;
   std::vector<Pair> pairs(kSockets);
-  std::vector<std::unique_ptr<BufferedSocket>> sockets;
   std::vector<std::string> got(kSockets);
-  for (int i = 0; i < kSockets; ++i) {
-    sockets.push_back(std::make_unique<BufferedSocket>(*loop, pairs[i].ours));
-    sockets.back()->SetCallbacks(
-        [&got, i](BufferedSocket& s) {
-          got[i] += s.input().ToString();
-          s.input().Clear();
-        },
-        nullptr, nullptr);
-    ASSERT_TRUE(sockets.back()->Enable(kBevReading).ok());
-  }
+  auto sockets = Collectors(*loop, pairs, got);
+  for (auto& s : sockets) ASSERT_TRUE(s->Enable(kBevReading).ok());
   EXPECT_EQ(ring->armed(), static_cast<size_t>(kSockets));
   ASSERT_TRUE(loop->RunNonBlocking().ok());  // submits the arms
   const uint64_t reaps = ring->stats().reaps;

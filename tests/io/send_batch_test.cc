@@ -22,25 +22,14 @@
 #include "io/buffered_socket.h"
 #include "runtime/loop.h"
 #include "runtime/timer.h"
+#include "tests/io/test_sockets.h"
 
 namespace evactor {
 namespace {
 
-std::unique_ptr<Loop> NewLoop() { return Loop::Create({.ignore_env = true}).value(); }
-
-struct Pair {
-  int ours = -1;
-  int peer = -1;
-  Pair() {
-    int fds[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
-    ours = fds[0];
-    peer = fds[1];
-  }
-  ~Pair() {
-    if (peer >= 0) close(peer);
-  }
-};
+using io_test::NewLoop;
+using io_test::Pair;
+using io_test::RunUntil;
 
 // Reads what the peer end has now (non-blocking).
 std::string Drain(int fd) {
@@ -52,12 +41,6 @@ std::string Drain(int fd) {
     got.append(buf, static_cast<size_t>(n));
   }
   return got;
-}
-
-void RunUntil(Loop& loop, const std::function<bool()>& done,
-              absl::Duration limit = absl::Seconds(5)) {
-  const absl::Time end = absl::Now() + limit;
-  while (!done() && absl::Now() < end) ASSERT_TRUE(loop.RunOnce().ok());
 }
 
 // Skips the test where this kernel (or a sandbox) has no io_uring: the batch is then
