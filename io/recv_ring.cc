@@ -102,16 +102,12 @@ bool RecvRing::Open() {
     return false;
   }
   buf_ring_ = static_cast<io_uring_buf_ring*>(br);
-  buffers_ = static_cast<char*>(::operator new(kBuffers * kBufferSize));
   io_uring_buf_ring_init(buf_ring_);
-  const int mask = io_uring_buf_ring_mask(kBuffers);
-  for (unsigned i = 0; i < kBuffers; ++i) {
-    io_uring_buf_ring_add(buf_ring_, buffers_ + i * kBufferSize, kBufferSize,
-                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(buf_ring_, kBuffers);
-  ring_ = std::move(ring);
   returned_ = 0;
+  Grow();
+  io_uring_buf_ring_advance(buf_ring_, static_cast<int>(returned_));
+  returned_ = 0;
+  ring_ = std::move(ring);
   watcher_ = std::make_unique<IoWatcher>(loop_, ring_->ring_fd, kRead,
                                          [this](uint32_t) { OnReadable(); });
   if (kick_ == nullptr) kick_ = std::make_unique<Timer>(loop_, [this](uint32_t) { Dispatch(); });
@@ -127,8 +123,8 @@ void RecvRing::CloseRing() {
     munmap(buf_ring_, buf_ring_bytes_);
     buf_ring_ = nullptr;
   }
-  ::operator delete(buffers_);
-  buffers_ = nullptr;
+  chunks_.clear();
+  provided_ = 0;
 }
 
 void RecvRing::AfterFork() {
@@ -250,8 +246,18 @@ size_t RecvRing::Ready(BufferedSocket* socket) {
   return ready_.size() - 1;
 }
 
+bool RecvRing::Grow() {
+  if (provided_ >= kBuffers) return false;
+  // Not zeroed: the pages are touched only as the kernel fills them.
+  chunks_.push_back(std::unique_ptr<char[]>(new char[kBuffersPerChunk * kBufferSize]));
+  const unsigned first = provided_;
+  provided_ += kBuffersPerChunk;
+  for (unsigned bid = first; bid < provided_; ++bid) ReturnBuffer(bid);
+  return true;
+}
+
 void RecvRing::ReturnBuffer(unsigned bid) {
-  io_uring_buf_ring_add(buf_ring_, buffers_ + size_t{bid} * kBufferSize, kBufferSize,
+  io_uring_buf_ring_add(buf_ring_, BufferAt(bid), kBufferSize,
                         static_cast<unsigned short>(bid), io_uring_buf_ring_mask(kBuffers),
                         static_cast<int>(returned_));
   ++returned_;
@@ -296,7 +302,7 @@ void RecvRing::Complete(const io_uring_cqe& cqe) {
     ++stats_.completions;
     stats_.bytes += static_cast<uint64_t>(cqe.res);
     if (BufferedSocket* socket = slots_[s].socket) {
-      socket->RingData(buffers_ + size_t{bid} * kBufferSize, static_cast<size_t>(cqe.res));
+      socket->RingData(BufferAt(bid), static_cast<size_t>(cqe.res));
     }
   }
   if (has_buffer) ReturnBuffer(bid);
@@ -308,7 +314,10 @@ void RecvRing::Complete(const io_uring_cqe& cqe) {
   BufferedSocket* socket = slot.socket;
   slot.socket = nullptr;
   free_slots_.push_back(s);
-  if (cqe.res == -ENOBUFS) ++stats_.no_buffers;
+  if (cqe.res == -ENOBUFS) {
+    ++stats_.no_buffers;
+    Grow();  // every buffer was in use at once: more, up to kBuffers
+  }
   // Bytes with the last completion: it stopped for want of room (a full completion
   // queue) and is armed again, like a receive that ran out of buffers.
   if (socket != nullptr) socket->RingStopped(cqe.res > 0 ? -ENOBUFS : cqe.res);

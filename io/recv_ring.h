@@ -51,10 +51,12 @@ class BufferedSocket;
 
 class RecvRing final : public LoopExtension {
  public:
-  // The provided buffers: what one completion can carry, and how many there are. When
-  // every buffer is in use a socket's receive stops (ENOBUFS) and is armed again once
-  // the loop has returned them.
+  // The provided buffers: what one completion can carry, and how many there may be.
+  // The ring starts with kBuffersPerChunk and adds as many each time every buffer was
+  // in use at once, up to kBuffers. When all are in use a socket's receive stops
+  // (ENOBUFS) and is armed again once the loop has returned them.
   static constexpr size_t kBufferSize = 4096;
+  static constexpr unsigned kBuffersPerChunk = 64;
   static constexpr unsigned kBuffers = 512;
 
   // The loop's ring, created on first use; nullptr when unavailable. Loop thread.
@@ -84,6 +86,8 @@ class RecvRing final : public LoopExtension {
   const Stats& stats() const { return stats_; }
   // Sockets armed now.
   size_t armed() const { return armed_; }
+  // Buffers the ring has now (kBuffersPerChunk..kBuffers).
+  unsigned buffers() const { return provided_; }
 
   bool EndOfIteration() override;
   // The child of a fork gets a ring of its own and re-arms its sockets there.
@@ -104,6 +108,12 @@ class RecvRing final : public LoopExtension {
   bool Reap();
   void Complete(const io_uring_cqe& cqe);
   void ReturnBuffer(unsigned bid);
+  char* BufferAt(unsigned bid) const {
+    return chunks_[bid / kBuffersPerChunk].get() + size_t{bid % kBuffersPerChunk} * kBufferSize;
+  }
+  // Adds a chunk of buffers (handed to the kernel with the next advance); false at
+  // kBuffers.
+  bool Grow();
   // Phase 2: runs the sockets that got bytes, EOF or an error.
   void Dispatch();
   void OnReadable();
@@ -113,7 +123,8 @@ class RecvRing final : public LoopExtension {
   std::unique_ptr<io_uring> ring_;
   io_uring_buf_ring* buf_ring_ = nullptr;
   size_t buf_ring_bytes_ = 0;
-  char* buffers_ = nullptr;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  unsigned provided_ = 0;
   unsigned returned_ = 0;  // buffers given back since the last advance
   std::unique_ptr<IoWatcher> watcher_;
   // Runs Dispatch for sockets queued outside a reap (see Ready).

@@ -73,6 +73,7 @@ std::vector<std::unique_ptr<BufferedSocket>> Collectors(Loop& loop, std::vector<
 TEST(RecvRingTest, BytesArriveThroughTheRing) {
   auto loop = NewLoop();
   REQUIRE_RING(*loop);
+  EXPECT_EQ(ring->buffers(), RecvRing::kBuffersPerChunk);  // grows only when needed
   Pair p;
   BufferedSocket bs(*loop, p.ours);
   std::string got;
@@ -158,7 +159,7 @@ TEST(RecvRingTest, SocketsThatRanOutOfBuffersAreArmedAgain) {
   auto loop = NewLoop();
   REQUIRE_RING(*loop);
   // 300 sockets with 7000 bytes each (two buffers apiece) queued before they are
-  // armed: the first ~256 take every buffer, the rest stop with ENOBUFS and must be
+  // armed: the first ones take every buffer, the rest stop with ENOBUFS and must be
   // armed again once the buffers are back.
   constexpr int kSockets = 300;
   constexpr size_t kEach = 7000;
@@ -181,6 +182,9 @@ TEST(RecvRingTest, SocketsThatRanOutOfBuffersAreArmedAgain) {
   EXPECT_GE(ring->stats().no_buffers, 1u);
   EXPECT_GT(ring->stats().arms, static_cast<uint64_t>(kSockets));
   EXPECT_EQ(ring->armed(), static_cast<size_t>(kSockets));  // none went bulk
+  // Running dry made the ring add buffers, within its bound.
+  EXPECT_GT(ring->buffers(), RecvRing::kBuffersPerChunk);
+  EXPECT_LE(ring->buffers(), RecvRing::kBuffers);
 }
 
 TEST(RecvRingTest, BulkTransfersReadThroughTheWatcherAndComeBack) {
