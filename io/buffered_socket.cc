@@ -488,8 +488,8 @@ void BufferedSocket::FlushAtEndOfIteration() {
 
 bool BufferedSocket::QueueForBatch() {
   if (batch_queued_) return true;
-  if (is_pair_ || fd_ < 0 || closed_ || out_filter_ || limit_ != nullptr || group_ != nullptr ||
-      output_.size() > SendBatch::kMaxBytes || !loop_.running()) {
+  if (is_pair_ || fd_ < 0 || closed_ || batch_off_ || out_filter_ || limit_ != nullptr ||
+      group_ != nullptr || output_.size() > SendBatch::kMaxBytes || !loop_.running()) {
     return false;
   }
   if (batch_ == nullptr) {

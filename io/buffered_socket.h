@@ -288,6 +288,7 @@ class BufferedSocket {
   SendBatch* batch_ = nullptr;
   size_t batch_place_ = 0;
   bool batch_queued_ = false;
+  bool batch_off_ = false;    // not a socket (ENOTSOCK): always written directly
   size_t batch_bytes_ = 0;    // described to the kernel by the send in progress
   size_t batch_drained_ = 0;  // what it took
   int batch_error_ = 0;

@@ -164,6 +164,13 @@ void SendBatch::SendChunk(size_t from, size_t n) {
   for (size_t k = 0; k < n; ++k) {
     BufferedSocket* s = queue_[from + k];
     if (s == nullptr || results_[k] == kNotSent) continue;
+    if (results_[k] == -ENOTSOCK) {
+      // A pipe or another non-socket: nothing was sent, and it writes directly from
+      // now on (write(2) works where send does not).
+      results_[k] = kNotSent;
+      s->batch_off_ = true;
+      continue;
+    }
     if (results_[k] >= 0 && static_cast<size_t>(results_[k]) < s->BatchedBytes()) {
       ++stats_.short_sends;
     } else if (results_[k] == -EAGAIN) {

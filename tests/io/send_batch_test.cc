@@ -2,11 +2,13 @@
 // submission; a short send leaves the rest to the write watcher, intact and in
 // order; a send error reaches the event callback once; a socket destroyed while
 // queued is skipped; a callback that flushes another queued socket sends nothing
-// twice; FlushAtEndOfIteration works outside read callbacks; without io_uring
+// twice; FlushAtEndOfIteration works outside read callbacks; a pipe (ENOTSOCK) is
+// written directly instead of failing; without io_uring
 // (EVACTOR_NO_URING) replies are written directly.
 #include "io/send_batch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -238,6 +240,30 @@ TEST(SendBatchTest, FlushAtEndOfIterationFromATimer) {
   EXPECT_EQ(batch->stats().sends - before.sends, 1u);
   EXPECT_TRUE(s.output().empty());
   EXPECT_EQ(Drain(p.peer), "tick");
+}
+
+TEST(SendBatchTest, APipeIsWrittenDirectly) {
+  auto loop = NewLoop();
+  REQUIRE_BATCH(*loop);
+  // Not a socket: the batch's send fails with ENOTSOCK, which must not read as a
+  // write error; the output goes out with a plain write instead.
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  BufferedSocket s(*loop, fds[1]);
+  int errors = 0;
+  s.SetCallbacks(nullptr, nullptr, [&](BufferedSocket&, uint32_t, int) { ++errors; });
+  bool fired = false;
+  Timer t(*loop, [&](uint32_t) {
+    s.Write("through a pipe");
+    s.FlushAtEndOfIteration();
+    fired = true;
+  });
+  t.Start(absl::Milliseconds(1));
+  RunUntil(*loop, [&] { return fired && s.output().empty(); });
+  EXPECT_EQ(errors, 0);
+  EXPECT_TRUE(s.output().empty());
+  EXPECT_EQ(Drain(fds[0]), "through a pipe");
+  close(fds[0]);
 }
 
 // Answers one request on a fresh pair through the loop; true when the reply came.
