@@ -157,8 +157,8 @@ void Shard::CheckPlacement() {
     window.wait = static_cast<double>(now.thread.wait_ns - last.thread.wait_ns) / wall;
     window.own_cpu = cpu;
     window.busy = internal::BusyShares(last.cpus, now.cpus);
-    for (int c : runtime_->spare_cpus_) {
-      if (runtime_->ShardOnCpu(c) < 0) window.candidates.push_back(c);
+    for (int c : runtime_->usable_cpus_) {
+      if (c != cpu) window.candidates.push_back(c);
     }
     const int target = internal::ChooseCpu(window);
     if (target >= 0 && runtime_->MoveShard(*this, target)) {
@@ -262,7 +262,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(RuntimeOptions options)
       return error;
     }
   }
-  if (rt->pinned() && !rt->spare_cpus_.empty() && options.rebalance_interval > absl::ZeroDuration()) {
+  if (rt->pinned() && options.affinity == RuntimeOptions::Affinity::kAuto &&
+      rt->usable_cpus_.size() >= 2 && options.rebalance_interval > absl::ZeroDuration()) {
     const absl::Duration interval = options.rebalance_interval;
     rt->ForEachShard([interval](Shard& shard) { shard.StartRebalancing(interval); })
         .IgnoreError();  // only fails once shutting down
@@ -339,26 +340,33 @@ absl::Status Runtime::Pin(const PinningPlanResult& plan) {
     shards_[i]->cpu_.store(cpus[i], std::memory_order_relaxed);
     shard_on_cpu_[cpus[i]].store(static_cast<int>(i), std::memory_order_relaxed);
   }
-  spare_cpus_ = plan.spare;
+  usable_cpus_ = cpus;
+  usable_cpus_.insert(usable_cpus_.end(), plan.spare.begin(), plan.spare.end());
   return absl::OkStatus();
 }
 
 bool Runtime::MoveShard(Shard& shard, int cpu) {
   const int from = shard.cpu();
   if (cpu < 0 || static_cast<size_t>(cpu) >= cpu_slots_ || cpu == from) return false;
+  // A free CPU becomes this shard's (ShardOnCpu names it); on one another shard
+  // holds, this shard is a guest and the holder keeps the name (connections steered
+  // to that CPU keep going to the holder).
   int none = -1;
-  if (!shard_on_cpu_[cpu].compare_exchange_strong(none, shard.id_, std::memory_order_relaxed)) {
-    return false;  // another shard moved there first
-  }
+  const bool claimed =
+      shard_on_cpu_[cpu].compare_exchange_strong(none, shard.id_, std::memory_order_relaxed);
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);
   if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) {
-    shard_on_cpu_[cpu].store(-1, std::memory_order_relaxed);  // e.g. taken from our set
+    if (claimed) shard_on_cpu_[cpu].store(-1, std::memory_order_relaxed);  // e.g. not ours
     return false;
   }
   shard.cpu_.store(cpu, std::memory_order_relaxed);
-  if (from >= 0) shard_on_cpu_[from].store(-1, std::memory_order_relaxed);
+  // Gives up its old CPU's name, if it held it (a guest did not).
+  int self = shard.id_;
+  if (from >= 0) {
+    shard_on_cpu_[from].compare_exchange_strong(self, -1, std::memory_order_relaxed);
+  }
   shard.moves_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }

@@ -85,7 +85,7 @@ struct RuntimeOptions {
   //  kNone: the kernel places the threads (the default).
   //  kAuto: pin when there are at least as many CPUs to pin to as shards; with fewer,
   //         or when the kernel refuses, the threads are left unpinned. A shard
-  //         pinned this way moves to a spare CPU when its own is crowded
+  //         pinned this way moves to a less busy CPU when its own is crowded
   //         (rebalance_interval below).
   //  kPin:  pin, or Create() fails: InvalidArgument with fewer CPUs than shards, a
   //         duplicate or negative CPU; the kernel's error when it refuses.
@@ -99,15 +99,17 @@ struct RuntimeOptions {
   // (the affinity of the thread calling Create(), which is the process's unless that
   // thread was pinned itself), in ascending order.
   std::vector<int> cpus;
-  // kAuto with CPUs to spare (more CPUs to pin to than shards): every interval each
-  // shard compares its last window, from the kernel's accounting, with the spare
-  // CPUs (those of `cpus`, or of the allowed set, that no shard is pinned to). When it spent at least 10% of the window
-  // waiting for its CPU while other threads ran there, and a spare CPU was less busy
-  // than those threads by at least 15 points, it moves to the least busy spare CPU
-  // (Shard::cpu() and Runtime::ShardOnCpu() follow; Shard::moves() counts). The case
-  // this is for: a busy client on the same machine that the shard's wake-ups keep on
-  // the shard's CPU while another CPU idles (runtime/internal/rebalance.h).
-  // Zero: never move. kPin shards never move.
+  // kAuto with at least two CPUs: every interval each shard compares its last window,
+  // from the kernel's accounting, with the other CPUs it may use (those of `cpus`, or
+  // of the allowed set). When it spent at least 10% of the window waiting for its CPU
+  // while other threads ran there, and another CPU was less busy than those threads
+  // by at least 15 points, it moves to the least busy such CPU (Shard::cpu() follows;
+  // Shard::moves() counts). The margin also leaves room for the shard there. A CPU
+  // no shard holds becomes the mover's (Runtime::ShardOnCpu() names it); on a CPU
+  // another shard holds, the mover is a guest (ShardOnCpu() keeps naming the holder). The case this is for: a busy client
+  // on the same machine that the shard's wake-ups keep on the shard's CPU while
+  // another CPU idles (runtime/internal/rebalance.h). Zero: never move. kPin shards
+  // never move.
   absl::Duration rebalance_interval = absl::Seconds(1);
 };
 
@@ -321,7 +323,7 @@ class Runtime {
   // By CPU number, cpu_slots_ of them; none when not pinned.
   std::unique_ptr<std::atomic<int>[]> shard_on_cpu_;
   size_t cpu_slots_ = 0;
-  std::vector<int> spare_cpus_;  // kAuto: CPUs a shard may move to
+  std::vector<int> usable_cpus_;  // the shards' CPUs and the spare ones
   RuntimeOptions options_;
   std::atomic<int> started_{0};             // shards up (or failed)
   std::vector<absl::Status> start_errors_;  // written by each shard before `started_`

@@ -86,10 +86,10 @@ std::vector<double> BusyShares(const std::vector<CpuTimes>& before,
 }
 
 int ChooseCpu(const RebalanceWindow& w) {
-  if (w.wait < kRebalanceMinWait) return -1;
   if (w.own_cpu < 0 || static_cast<size_t>(w.own_cpu) >= w.busy.size()) return -1;
   const double own = w.busy[w.own_cpu];
   if (own < 0) return -1;
+  if (w.wait < kRebalanceMinWait && own < kRebalanceSaturated) return -1;
   // What else ran on the shard's CPU (tick-sampled busy time and the exact run time
   // differ a little: clamped).
   const double others = own > w.run ? own - w.run : 0.0;

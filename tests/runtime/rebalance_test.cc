@@ -102,10 +102,15 @@ TEST(ChooseCpuTest, NoMoveWhenTheSpareCpuIsBusierThanWhatCrowdsThisOne) {
 }
 
 TEST(ChooseCpuTest, NoMoveWithoutWaitingOrWithoutKnownCandidates) {
-  RebalanceWindow w{.run = 0.3, .wait = 0.05, .own_cpu = 0, .busy = {1.0, 0.0}, .candidates = {1}};
-  EXPECT_EQ(ChooseCpu(w), -1);  // the shard hardly waited
+  RebalanceWindow w{.run = 0.3, .wait = 0.05, .own_cpu = 0, .busy = {0.9, 0.0}, .candidates = {1}};
+  EXPECT_EQ(ChooseCpu(w), -1);  // the shard hardly waited, and its CPU had room
   w.wait = 0.5;
   EXPECT_EQ(ChooseCpu(w), 1);
+  w.wait = 0.05;
+  w.busy[0] = 1.0;  // saturated: a client it preempts did the waiting
+  EXPECT_EQ(ChooseCpu(w), 1);
+  w.wait = 0.5;
+  w.busy[0] = 1.0;
   w.candidates = {};
   EXPECT_EQ(ChooseCpu(w), -1);
   w.candidates = {0, 7, -1};  // itself, unknown, bad
@@ -124,6 +129,23 @@ TEST(ChooseCpuTest, PicksTheLeastBusyCandidate) {
                     .busy = {0.3, 0.1, 1.0, 0.05, -1.0},
                     .candidates = {0, 1, 3, 4}};
   EXPECT_EQ(ChooseCpu(w), 3);
+}
+
+// -t 2 with one memcaslap thread (measured): the client shares CPU 0 with shard 0,
+// which preempts it with every wake-up (so shard 0 hardly waits), while shard 1 has
+// CPU 1 to itself with room to spare. Shard 0 joins shard 1.
+TEST(ChooseCpuTest, ACrowdedShardJoinsAnotherShardsCpuWithRoomForBoth) {
+  RebalanceWindow w{.run = 0.33, .wait = 0.02, .own_cpu = 0, .busy = {1.0, 0.45}, .candidates = {1}};
+  EXPECT_EQ(ChooseCpu(w), 1);
+  // A busier shard would not fit beside it (0.47 + 0.45 > 1 - margin): it stays.
+  w.run = 0.45;
+  EXPECT_EQ(ChooseCpu(w), -1);
+}
+
+TEST(ChooseCpuTest, NoJoiningWhenEveryCpuIsFull) {
+  // -t 2 with memcaslap -T 2: each shard shares its CPU with a client thread.
+  RebalanceWindow w{.run = 0.5, .wait = 0.2, .own_cpu = 0, .busy = {1.0, 0.95}, .candidates = {1}};
+  EXPECT_EQ(ChooseCpu(w), -1);
 }
 
 // A thread spinning on `cpu` until `stop`.
@@ -168,12 +190,14 @@ class RebalanceTest : public ::testing::Test {
   }
 
   // Runs shard 0 busy while `crowd` spinners share its CPU and `elsewhere` spin on
-  // the other listed CPU, for at most `limit` or until it moves. Returns the runtime.
+  // the other listed CPU, for at most `limit` or until it moves. With two shards the
+  // second holds that other CPU (idle). Returns the runtime.
   std::unique_ptr<Runtime> Crowd(RuntimeOptions::Affinity affinity, int crowd, int elsewhere,
                                  absl::Duration limit,
-                                 absl::Duration interval = absl::Milliseconds(100)) {
+                                 absl::Duration interval = absl::Milliseconds(100),
+                                 int shards = 1) {
     // kPin takes the list too (shard 0 on its first CPU) but never moves.
-    auto rt = Runtime::Create({.shards = 1,
+    auto rt = Runtime::Create({.shards = shards,
                                .affinity = affinity,
                                .cpus = {cpus_[0], cpus_[1]},
                                .rebalance_interval = interval});
@@ -217,6 +241,22 @@ TEST_F(RebalanceTest, ACrowdedAutoPinnedShardMovesToTheSpareCpu) {
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_EQ(rt->shard(0).moves(), 1u);
   EXPECT_EQ(rt->shard(0).cpu(), cpus_[1]);
+}
+
+TEST_F(RebalanceTest, ACrowdedShardJoinsAnIdleShardsCpuAsItsGuest) {
+  // Two shards on two CPUs, no spare one: two spinners crowd shard 0 while shard 1
+  // idles on CPU 1. Shard 0 joins it there; shard 1 keeps the CPU's name (the shard
+  // connections arriving on that CPU are steered to).
+  std::unique_ptr<Runtime> rt = Crowd(RuntimeOptions::Affinity::kAuto, 2, 0, absl::Seconds(10),
+                                      absl::Milliseconds(100), /*shards=*/2);
+  ASSERT_NE(rt, nullptr);
+  ASSERT_EQ(rt->shard(0).moves(), 1u) << "the shard stayed on its crowded CPU for 10 s";
+  EXPECT_EQ(rt->shard(0).cpu(), cpus_[1]);
+  EXPECT_EQ(rt->shard(1).cpu(), cpus_[1]);
+  EXPECT_EQ(rt->ShardOnCpu(cpus_[1]), 1);
+  EXPECT_EQ(rt->ShardOnCpu(cpus_[0]), -1);
+  EXPECT_EQ(test::WhereShardRuns(*rt, 0), std::make_pair(cpus_[1], 1));
+  EXPECT_EQ(rt->shard(1).moves(), 0u);
 }
 
 TEST_F(RebalanceTest, NoMoveToASpareCpuThatIsBusierStill) {
