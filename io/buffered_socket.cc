@@ -162,7 +162,9 @@ void BufferedSocket::UpdateReadInterest() {
     }
     if (ring_slot_ >= 0) {
       if (reader_->started()) reader_->Stop();
-      if (read_timer_ == nullptr || !read_timer_->pending()) StartReadTimer();
+      if (read_timeout_.has_value() && (read_timer_ == nullptr || !read_timer_->pending())) {
+        StartReadTimer();
+      }
       if (ring_news_ != 0 && !ring_ready_) MarkRingReady();
       return;
     }

@@ -31,6 +31,8 @@ constexpr uint16_t kGroup = 0;
 // user_data: the slot in the low 32 bits, its generation above; cancellations carry
 // kCancelTag (their own completion says nothing we need).
 constexpr uint64_t kCancelTag = ~uint64_t{0};
+// DropAll's argument when no slot is being disarmed.
+constexpr uint32_t kNoSlot = ~uint32_t{0};
 uint64_t Tag(uint32_t slot, uint32_t generation) {
   return (uint64_t{generation} << 32) | slot;
 }
@@ -135,25 +137,41 @@ void RecvRing::AfterFork() {
   CloseRing();
   unsubmitted_ = false;
   armed_ = 0;
-  const bool opened = Open();
+  if (!Open()) {
+    DropAll(kNoSlot);  // no ring in the child: every socket reads through its watcher
+    return;
+  }
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     Slot& slot = slots_[s];
     if (!slot.armed) continue;
-    slot.armed = false;
-    if (slot.socket == nullptr) continue;
-    if (opened) {
-      slot.armed = true;
-      ++slot.generation;
-      ++armed_;
-      SubmitArm(s);
-    } else {
-      BufferedSocket* socket = slot.socket;
-      slot.socket = nullptr;
-      free_slots_.push_back(s);
-      socket->RingStopped(-EOPNOTSUPP);  // reads through its watcher from now on
-    }
+    ++slot.generation;
+    ++armed_;
+    SubmitArm(s);
   }
-  if (opened) UpdateWatcher();
+  UpdateWatcher();
+}
+
+void RecvRing::DropAll(uint32_t disarming) {
+  armed_ = 0;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    Slot& slot = slots_[i];
+    if (!slot.armed) continue;
+    slot.armed = false;
+    BufferedSocket* socket = slot.socket;
+    slot.socket = nullptr;
+    free_slots_.push_back(i);
+    // The one being disarmed just stops; the others read through their watchers.
+    if (socket != nullptr) socket->RingStopped(i == disarming ? -ECANCELED : -EOPNOTSUPP);
+  }
+}
+
+io_uring_sqe* RecvRing::NextSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  if (sqe == nullptr) {  // the submission queue is full: send it on its way
+    io_uring_submit(ring_.get());
+    sqe = io_uring_get_sqe(ring_.get());
+  }
+  return sqe;
 }
 
 int RecvRing::Arm(BufferedSocket* socket) {
@@ -183,11 +201,7 @@ int RecvRing::Arm(BufferedSocket* socket) {
 }
 
 void RecvRing::SubmitArm(uint32_t s) {
-  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-  if (sqe == nullptr) {  // the submission queue is full: send it on its way
-    io_uring_submit(ring_.get());
-    sqe = io_uring_get_sqe(ring_.get());
-  }
+  io_uring_sqe* sqe = NextSqe();
   io_uring_prep_recv_multishot(sqe, slots_[s].socket->fd(), nullptr, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kGroup;
@@ -201,11 +215,7 @@ void RecvRing::Disarm(int slot_index) {
   if (ring_ == nullptr || s >= slots_.size()) return;
   const uint32_t generation = slots_[s].generation;
   if (!slots_[s].armed) return;
-  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-  if (sqe == nullptr) {
-    io_uring_submit(ring_.get());
-    sqe = io_uring_get_sqe(ring_.get());
-  }
+  io_uring_sqe* sqe = NextSqe();
   io_uring_prep_cancel64(sqe, Tag(s, generation), 0);
   io_uring_sqe_set_data64(sqe, kCancelTag);
   // Wait for the receive's last completion (the cancellation's, or an EOF or error
@@ -220,16 +230,7 @@ void RecvRing::Disarm(int slot_index) {
               strerror(-r));
       watcher_.reset();
       CloseRing();
-      armed_ = 0;
-      for (uint32_t i = 0; i < slots_.size(); ++i) {
-        Slot& other = slots_[i];
-        if (!other.armed) continue;
-        other.armed = false;
-        BufferedSocket* socket = other.socket;
-        other.socket = nullptr;
-        free_slots_.push_back(i);
-        if (socket != nullptr) socket->RingStopped(i == s ? -ECANCELED : -EOPNOTSUPP);
-      }
+      DropAll(s);
       return;
     }
     Reap();

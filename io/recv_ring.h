@@ -44,6 +44,7 @@
 struct io_uring;
 struct io_uring_buf_ring;
 struct io_uring_cqe;
+struct io_uring_sqe;
 
 namespace evactor {
 
@@ -104,6 +105,11 @@ class RecvRing final : public LoopExtension {
   bool Open();
   void CloseRing();
   void SubmitArm(uint32_t slot);
+  // A submission entry, submitting the queue first when it is full.
+  io_uring_sqe* NextSqe();
+  // The ring is gone: every armed slot is freed and its socket told (the slot being
+  // disarmed, if any, as cancelled; the others fall back to their watchers).
+  void DropAll(uint32_t disarming);
   // Phase 1: consumes every completion posted so far. Returns whether it found any.
   bool Reap();
   void Complete(const io_uring_cqe& cqe);
